@@ -1,0 +1,130 @@
+"""Facts about hardware and models, read from kit/data (each fact carries its source there)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from packaging.version import Version
+
+from kit.errors import DataError
+
+GIB = 1024**3
+
+
+def data_file(name: str) -> dict[str, Any]:
+    """Parse one TOML file from kit/data."""
+    try:
+        text = resources.files("kit").joinpath("data", name).read_text(encoding="utf-8")
+        return tomllib.loads(text)
+    except (FileNotFoundError, tomllib.TOMLDecodeError) as exc:
+        raise DataError(f"kit's data file data/{name} is missing or broken: {exc}", fix="reinstall kit; this is a bug in kit") from None
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    name: str
+    modal_name: str
+    aliases: tuple[str, ...]
+    memory_gb: float
+    memory_bytes: int
+    compute_capability: Version
+    architecture: str
+    max_count: int
+    price_per_hour_usd: float
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def memory_gib(self) -> float:
+        return self.memory_bytes / GIB
+
+
+@dataclass(frozen=True)
+class GpuCatalog:
+    entries: tuple[GpuSpec, ...]
+
+    def find(self, name: str) -> GpuSpec | None:
+        wanted = name.strip().upper()
+        for gpu in self.entries:
+            if wanted == gpu.name.upper() or wanted == gpu.modal_name.upper() or wanted in (a.upper() for a in gpu.aliases):
+                return gpu
+        return None
+
+    def canonical_names(self) -> list[str]:
+        return [g.name for g in self.entries]
+
+    def all_names(self) -> list[str]:
+        names = []
+        for g in self.entries:
+            names += [g.name, g.modal_name, *g.aliases]
+        return list(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    architecture: str
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    max_position_embeddings: int
+    weight_bytes: int
+    torch_dtype: str = "bfloat16"
+    quantization: str = ""
+    parameters: int = 0
+    min_vllm: str = ""
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def kv_bytes_per_token(self, kv_dtype_bytes: int = 2) -> int:
+        """Bytes of KV cache one token takes: K and V, every layer, every KV head."""
+        return 2 * self.num_hidden_layers * self.num_key_value_heads * self.head_dim * kv_dtype_bytes
+
+
+@cache
+def gpus() -> GpuCatalog:
+    rows = data_file("gpus.toml").get("gpu", [])
+    entries = []
+    for row in rows:
+        try:
+            entries.append(
+                GpuSpec(
+                    name=row["name"],
+                    modal_name=row.get("modal_name", row["name"]),
+                    aliases=tuple(row.get("aliases", ())),
+                    memory_gb=float(row["memory_gb"]),
+                    memory_bytes=int(row["memory_bytes"]),
+                    compute_capability=Version(str(row["compute_capability"])),
+                    architecture=row.get("architecture", ""),
+                    max_count=int(row.get("max_count", 8)),
+                    price_per_hour_usd=float(row["price_per_hour_usd"]),
+                    sources=dict(row.get("sources", {})),
+                )
+            )
+        except (KeyError, ValueError) as exc:
+            raise DataError(f"data/gpus.toml: entry {row.get('name', '?')} is incomplete: {exc}", fix="this is a bug in kit") from None
+    return GpuCatalog(tuple(entries))
+
+
+@cache
+def models() -> dict[str, ModelSpec]:
+    out: dict[str, ModelSpec] = {}
+    for row in data_file("models.toml").get("model", []):
+        fields = {k: row[k] for k in ModelSpec.__dataclass_fields__ if k in row and k != "sources"}
+        out[row["id"].lower()] = ModelSpec(**fields, sources=dict(row.get("sources", {})))
+    return out
+
+
+def find_model(model_id: str) -> ModelSpec | None:
+    return models().get(model_id.lower())
+
+
+@cache
+def capabilities() -> dict[str, dict[str, Any]]:
+    data = data_file("capabilities.toml")
+    caps = {row["id"]: row for row in data.get("capability", [])}
+    caps["memory"] = data.get("memory", {})
+    return caps

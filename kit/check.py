@@ -1,0 +1,422 @@
+"""Profile (+ Lock) -> Report: compatibility rules over versions, APIs, image and hardware.
+
+Data rules are evaluated by kit.rules; the computed ones (memory fit, tensor parallelism, pins
+against the packages' own metadata) are here, with their text and sources in
+kit/data/rules/computed.toml. Nothing here imports jinja2, modal or httpx: check runs on every save.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from packaging.markers import default_environment
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from kit import catalog
+from kit.catalog import GIB
+from kit.errors import ProfileError
+from kit.load import LoadedProfile
+from kit.rules import Facts, Finding, all_rules, evaluate, fill, rules_by_id
+
+ENGINE_PACKAGE = {"vllm": "vllm", "sglang": "sglang"}
+# Request fields and API names whose meaning changed across engine releases (see data/rules/structured_output.toml).
+WATCHED_FIELDS = {
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+    "guided_grammar",
+    "guided_decoding_backend",
+    "guided_decoding",
+    "GuidedDecodingParams",
+    "structured_outputs",
+    "structured_outputs_config",
+    "response_format",
+}
+
+
+@dataclass
+class Closure:
+    """The resolved dependency closure from a lockfile: what check runs the rules over when it exists."""
+
+    packages: dict[str, Version]
+    via: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    profile: str  # display path
+    name: str
+    findings: list[Finding]
+    closure_checked: bool
+    notes: list[str] = field(default_factory=list)
+
+    def active(self) -> list[Finding]:
+        return [f for f in self.findings if f.allowed is None]
+
+    def count(self, severity: str) -> int:
+        return sum(1 for f in self.active() if f.severity == severity)
+
+    def failed(self, strict: bool = False) -> bool:
+        return self.count("error") > 0 or (strict and self.count("warning") > 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "name": self.name,
+            "closure_checked": self.closure_checked,
+            "summary": {s: self.count(s) for s in ("error", "warning", "info")},
+            "findings": [f.as_dict() for f in self.findings],
+            "notes": self.notes,
+        }
+
+
+@cache
+def _images() -> dict[str, list[dict[str, Any]]]:
+    data = catalog.data_file("images.toml")
+    return {"image": data.get("image", []), "glibc": data.get("glibc", [])}
+
+
+def image_facts(base: str) -> dict[str, Any]:
+    """nvcc / slim / glibc of a base image, from data/images.toml."""
+    facts: dict[str, Any] = {"nvcc": False, "slim": False, "glibc": None, "known": False}
+    for row in _images()["image"]:
+        if fnmatch.fnmatch(base, row["match"]):
+            facts.update(nvcc=row.get("nvcc", False), slim=row.get("slim", False), known=True)
+            if row.get("glibc"):
+                facts["glibc"] = Version(row["glibc"])
+            break
+    for row in _images()["glibc"]:
+        if fnmatch.fnmatch(base, row["match"]):
+            facts["glibc"] = Version(row["glibc"])
+            break
+    return facts
+
+
+@cache
+def recorded_metadata() -> dict[str, dict[str, Any]]:
+    path = resources.files("kit").joinpath("data", "metadata.json")
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("packages", {})
+    except FileNotFoundError:
+        return {}
+
+
+def _uses_fields(value: Any, out: set[str]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in WATCHED_FIELDS:
+                out.add(k)
+            _uses_fields(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _uses_fields(v, out)
+
+
+def facts_for(loaded: LoadedProfile, closure: Closure | None = None) -> Facts:
+    p = loaded.profile
+    pins = {name: Version(v) for name, v in p.packages.items()}
+    packages = dict(closure.packages) if closure else {}
+    packages.update(pins)
+    img = image_facts(p.image.base)
+    gpu = catalog.gpus().find(p.gpu.type)
+    used: set[str] = set()
+    _uses_fields(p.engine.args, used)
+    return Facts(
+        engine=p.engine.name,
+        packages=packages,
+        pinned=frozenset(pins),
+        via=dict(closure.via) if closure else {},
+        closure_checked=closure is not None,
+        image_nvcc=img["nvcc"],
+        image_slim=img["slim"],
+        image_glibc=img["glibc"],
+        apt=frozenset(p.image.apt_packages),
+        env=dict(p.image.env),
+        gpu_cc=gpu.compute_capability if gpu else None,
+        serving_mode=p.serving.mode,
+        uses_fields=frozenset(used),
+        python=Version(p.image.python),
+        placeholders={"gpu": gpu.name if gpu else p.gpu.type, "image": p.image.base, "python": p.image.python, "model": p.model.id},
+    )
+
+
+def check(loaded: LoadedProfile, closure: Closure | None = None) -> Report:
+    """Every finding for one profile; `[[allow]]` entries mark findings as allowed rather than dropping them."""
+    facts = facts_for(loaded, closure)
+    findings = evaluate(facts)
+    computed = _Computed(loaded, facts)
+    findings += computed.run()
+    for f in findings:
+        f.file = loaded.file_of(f.keys[0]) if f.keys else loaded.display
+    _apply_allows(loaded, findings)
+    order = {"error": 0, "warning": 1, "info": 2}
+    findings.sort(key=lambda f: (order[f.severity], f.rule))
+    notes = []
+    if closure is None:
+        notes.append("closure not checked: no lockfile, so only the pinned packages were checked (run `kit lock`)")
+    return Report(profile=loaded.display, name=loaded.profile.name, findings=findings, closure_checked=closure is not None, notes=notes)
+
+
+def _apply_allows(loaded: LoadedProfile, findings: list[Finding]) -> None:
+    known = rules_by_id()
+    for i, allow in enumerate(loaded.profile.allow):
+        if allow.rule not in known:
+            import difflib
+
+            guess = difflib.get_close_matches(allow.rule, list(known), n=1)
+            raise ProfileError(
+                f"[[allow]] names rule {allow.rule!r}, which does not exist",
+                file=loaded.file_of(f"allow.{i}"),
+                key=f"allow[{i}].rule",
+                fix=(f"did you mean {guess[0]!r}? " if guess else "") + "`kit rules` lists every rule id",
+            )
+        hit = [f for f in findings if f.rule == allow.rule]
+        for f in hit:
+            f.allowed = allow.reason
+        if not hit:
+            rule = known["allow-unused"]
+            findings.append(
+                Finding(
+                    rule=rule.id,
+                    severity=rule.severity,
+                    summary=rule.summary.format(rule=allow.rule),
+                    why=rule.why.format(rule=allow.rule),
+                    fix=rule.fix.format(rule=allow.rule),
+                    keys=[f"allow.{i}"],
+                    sources=list(rule.sources),
+                )
+            )
+
+
+def _round_down(n: float) -> int:
+    """A friendly bound: two significant figures, rounded down (42,052 -> 42,000)."""
+    if n < 100:
+        return max(int(n), 0)
+    digits = len(str(int(n))) - 2
+    return int(n // 10**digits * 10**digits)
+
+
+class _Computed:
+    """The rules declared `computed = true` in data/rules/computed.toml."""
+
+    def __init__(self, loaded: LoadedProfile, facts: Facts):
+        self.loaded = loaded
+        self.p = loaded.profile
+        self.facts = facts
+        self.rules = rules_by_id()
+        self.gpu = catalog.gpus().find(self.p.gpu.type)
+        self.model = catalog.find_model(self.p.model.id)
+        self.out: list[Finding] = []
+
+    def emit(self, rule_id: str, keys: list[str] | None = None, **values: Any) -> None:
+        rule = self.rules[rule_id]
+        self.out.append(
+            Finding(
+                rule=rule.id,
+                severity=rule.severity,
+                summary=fill(rule.summary, self.facts, values),
+                why=fill(rule.why, self.facts, values),
+                fix=fill(rule.fix, self.facts, values),
+                keys=list(keys if keys is not None else rule.keys),
+                sources=list(rule.sources),
+            )
+        )
+
+    def run(self) -> list[Finding]:
+        self.engine_package()
+        self.pins_against_metadata()
+        self.gpu_count()
+        self.tensor_parallel()
+        self.dtype()
+        self.quantization()
+        self.memory()
+        return self.out
+
+    # -- packages -------------------------------------------------------------------------------
+
+    def engine_package(self) -> None:
+        pkg = ENGINE_PACKAGE[self.p.engine.name]
+        if pkg not in self.p.packages:
+            self.emit("engine-not-pinned", keys=["packages", "engine.name"], package=pkg)
+
+    def pins_against_metadata(self) -> None:
+        """Each pin against the Requires-Dist and Requires-Python its fellow pins declare."""
+        meta = recorded_metadata()
+        env = default_environment()
+        env.update(
+            python_version=self.p.image.python,
+            python_full_version=f"{self.p.image.python}.0",
+            sys_platform="linux",
+            platform_system="Linux",
+            platform_machine="x86_64",
+            os_name="posix",
+            implementation_name="cpython",
+            platform_python_implementation="CPython",
+        )
+        engine_pkg = ENGINE_PACKAGE[self.p.engine.name]
+        for name, version in sorted(self.p.packages.items()):
+            entry = meta.get(f"{name}=={version}")
+            if entry is None:
+                if name == engine_pkg:
+                    self.emit("metadata-not-recorded", keys=[f"packages.{name}"], package=name, version=version)
+                continue
+            rp = entry.get("requires_python")
+            if rp:
+                from packaging.specifiers import SpecifierSet
+
+                if not SpecifierSet(rp).contains(Version(f"{self.p.image.python}.0")):
+                    self.emit("pin-requires-python", keys=["image.python", f"packages.{name}"], package=name, version=version, requires_python=rp)
+            for raw in entry.get("requires_dist", []):
+                try:
+                    req = Requirement(raw)
+                except InvalidRequirement:
+                    continue
+                if req.marker is not None and not req.marker.evaluate({**env, "extra": ""}):
+                    continue
+                other = canonicalize_name(req.name)
+                if other not in self.p.packages or other == name:
+                    continue
+                pinned = Version(self.p.packages[other])
+                if req.specifier and not req.specifier.contains(pinned, prereleases=True):
+                    self.emit(
+                        "pin-conflict",
+                        keys=[f"packages.{other}", f"packages.{name}"],
+                        package=name,
+                        version=version,
+                        requirement=str(req),
+                        other=other,
+                        other_version=str(pinned),
+                    )
+
+    # -- hardware -------------------------------------------------------------------------------
+
+    def gpu_count(self) -> None:
+        if self.gpu and self.p.gpu.count > self.gpu.max_count:
+            self.emit("gpu-count-exceeds-modal", count=self.p.gpu.count, max_count=self.gpu.max_count)
+
+    def _arch(self) -> Any:
+        return self.p.model.architecture or self.model
+
+    def tensor_parallel(self) -> None:
+        tp = self.p.tensor_parallel_size
+        if tp > self.p.gpu.count:
+            self.emit("tp-exceeds-gpus", tp=tp, count=self.p.gpu.count)
+        arch = self._arch()
+        if arch and arch.num_attention_heads % tp:
+            self.emit("tp-heads-indivisible", tp=tp, heads=arch.num_attention_heads)
+
+    def dtype(self) -> None:
+        if not self.gpu:
+            return
+        cap = catalog.capabilities().get("bf16", {})
+        min_cc = Version(str(cap.get("min_compute_capability", "8.0")))
+        native = self.model.torch_dtype if self.model else ""
+        uses_bf16 = self.p.model.dtype == "bfloat16" or (self.p.model.dtype == "auto" and native == "bfloat16")
+        if uses_bf16 and self.gpu.compute_capability < min_cc:
+            self.emit("gpu-bf16-unsupported", cc=str(self.gpu.compute_capability), min_cc=str(min_cc))
+
+    def quantization(self) -> None:
+        if not self.gpu:
+            return
+        quant = (self.p.model.quantization or (self.model.quantization if self.model else "") or "").lower()
+        if quant != "fp8":
+            return
+        caps = catalog.capabilities()
+        native = Version(str(caps.get("fp8_native", caps.get("fp8", {})).get("min_compute_capability", "8.9")))
+        marlin_cap = caps.get("fp8_marlin", {})
+        marlin = Version(str(marlin_cap.get("min_compute_capability", "8.0")))
+        cc = self.gpu.compute_capability
+        if cc >= native:
+            return
+        if cc < marlin:
+            self.emit("gpu-fp8-unsupported", cc=str(cc), min_cc=str(marlin))
+            return
+        vllm = self.facts.packages.get("vllm")
+        min_vllm = Version(str(marlin_cap.get("min_vllm", "0.9.0")))
+        if self.p.engine.name == "vllm" and vllm is not None and vllm < min_vllm:
+            self.emit("gpu-fp8-marlin-too-old", cc=str(cc), min_vllm=str(min_vllm))
+        else:
+            self.emit("gpu-fp8-weight-only", cc=str(cc), native_cc=str(native))
+
+    def memory(self) -> None:
+        arch = self._arch()
+        if arch is None:
+            self.emit("model-unknown", model=self.p.model.id)
+            return
+        if self.model and self.model.min_vllm and self.p.engine.name == "vllm":
+            vllm = self.facts.packages.get("vllm")
+            if vllm is not None and vllm < Version(self.model.min_vllm):
+                self.emit("model-needs-newer-vllm", architecture=self.model.architecture, min_vllm=self.model.min_vllm)
+        if not self.gpu:
+            return
+        tp = self.p.tensor_parallel_size
+        util = self.p.engine.gpu_memory_utilization
+        overhead = int(catalog.capabilities().get("memory", {}).get("activation_overhead_bytes", 2 * GIB))
+        weights = self._weight_bytes(arch)
+        per_gpu_budget = self.gpu.memory_bytes * util - overhead
+        per_gpu_weights = weights / tp
+        gpus = f"{self.p.gpu.count}x {self.gpu.name}" if self.p.gpu.count > 1 else self.gpu.name
+        values = dict(
+            weights_gib=f"{weights / GIB:.1f}",
+            gpus=gpus,
+            budget_gib=f"{per_gpu_budget * tp / GIB:.1f}",
+            util=f"{util:.2f}",
+            overhead_gib=f"{overhead / GIB:.1f}",
+        )
+        if per_gpu_weights > per_gpu_budget:
+            self.emit("gpu-memory-weights", **values)
+            return
+        kv_dtype_bytes = 1 if self.p.engine.kv_cache_dtype.startswith("fp8") else 2
+        per_token = 2 * arch.num_hidden_layers * arch.num_key_value_heads * arch.head_dim * kv_dtype_bytes
+        max_len = self.p.model.max_model_len or arch.max_position_embeddings
+        need = per_token * max_len
+        kv_budget = (per_gpu_budget - per_gpu_weights) * tp
+        if need > kv_budget:
+            fits = _round_down(kv_budget / per_token)
+            values["bigger"] = self._bigger_gpu(weights, need, tp, overhead, util)
+            self.emit(
+                "gpu-memory-kv-cache",
+                keys=["model.max_model_len", "gpu.type"],
+                kv_gib=f"{need / GIB:.1f}",
+                tokens=f"{max_len}",
+                per_token_kib=f"{per_token / 1024:.0f}",
+                fits=f"{fits}",
+                **values,
+            )
+        if max_len > arch.max_position_embeddings:
+            self.emit("model-len-exceeds-context", tokens=str(max_len), context=str(arch.max_position_embeddings))
+
+    def _bigger_gpu(self, weights: int, need: int, tp: int, overhead: int, util: float) -> str:
+        """The cheapest GPU type (same count) on which weights and one full-length sequence fit."""
+        fitting = [
+            g
+            for g in catalog.gpus().entries
+            if self.p.gpu.count <= g.max_count and (g.memory_bytes * util - overhead - weights / tp) * tp >= need
+        ]
+        if not fitting:
+            return "a larger tensor-parallel setup (gpu.count)"
+        best = min(fitting, key=lambda g: g.price_per_hour_usd)
+        return f"use {best.name} (${best.price_per_hour_usd:.2f}/h)"
+
+    def _weight_bytes(self, arch: Any) -> int:
+        weights = int(arch.weight_bytes)
+        native = getattr(arch, "torch_dtype", "bfloat16")
+        ckpt_quant = getattr(arch, "quantization", "")
+        quant = (self.p.model.quantization or "").lower()
+        # Online FP8 quantization of a 16-bit checkpoint halves the weights (vLLM `quantization="fp8"`).
+        if quant == "fp8" and not ckpt_quant and native in ("bfloat16", "float16"):
+            weights //= 2
+        elif self.p.model.dtype == "float32" and native in ("bfloat16", "float16") and not ckpt_quant:
+            weights *= 2
+        return weights
+
+
+def rule_ids() -> list[str]:
+    return [r.id for r in all_rules()]

@@ -1,0 +1,354 @@
+"""profiles/x.toml -> Profile: parse, follow `extends`, apply environment overrides, validate.
+
+Every failure is a ProfileError naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from kit.errors import ProfileError, UsageError
+from kit.profile import SECTIONS, Profile
+
+ENV_PREFIX = "KIT_"
+# Settings that are not profile overrides (they configure kit itself).
+_NOT_OVERRIDES = {"KIT_STATE_DIR", "KIT_CACHE_DIR", "KIT_NO_COLOR"}
+# Keys whose value is a path, resolved relative to the file that sets them.
+_PATH_KEYS = (("structured_output", "schema"), ("smoke", "schema"))
+
+
+@dataclass
+class LoadedProfile:
+    """A validated profile and where each of its pieces came from."""
+
+    profile: Profile
+    path: Path  # the profile file itself
+    root: Path  # repository root: nothing may be read outside it
+    chain: list[Path]  # the file and its ancestors, child first
+    origin: dict[str, Path] = field(default_factory=dict)  # dotted key -> file that set it
+    overrides: dict[str, str] = field(default_factory=dict)  # dotted key -> environment variable that set it
+    texts: dict[str, str] = field(default_factory=dict)  # root-relative path -> file text (profile chain and schemas)
+
+    @property
+    def display(self) -> str:
+        return self.rel(self.path)
+
+    def rel(self, path: Path) -> str:
+        try:
+            return path.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def file_of(self, key: str) -> str:
+        """The file that set `key` (or its nearest parent key), for error messages and findings."""
+        probe = key
+        while probe:
+            if probe in self.origin:
+                return self.rel(self.origin[probe])
+            probe = probe.rpartition(".")[0]
+        return self.display
+
+    def schema_path(self, which: str = "structured_output") -> Path | None:
+        section = self.profile.smoke if which == "smoke" else self.profile.structured_output
+        value = getattr(section, "schema_file", None) if section else None
+        if which == "smoke" and value is None:
+            value = self.profile.structured_output.schema_file
+        return (self.root / value) if value else None
+
+    def content_hash(self) -> str:
+        """sha256 over the resolved profile and every file it reads: changes when anything that matters does."""
+        h = hashlib.sha256()
+        h.update(self.profile.model_dump_json(by_alias=True).encode())
+        for name in sorted(self.texts):
+            h.update(name.encode() + b"\0" + self.texts[name].encode() + b"\0")
+        return h.hexdigest()
+
+
+def find_root(path: Path) -> Path:
+    """The repository root of `path`: the nearest ancestor holding `.git`, else the file's own folder."""
+    start = path.resolve().parent
+    for candidate in (start, *start.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return start
+
+
+def discover(root: Path) -> list[Path]:
+    """Every profile under `root/profiles` (or in `root` itself when it is a profiles folder)."""
+    base = root / "profiles" if (root / "profiles").is_dir() else root
+    if not base.is_dir():
+        raise UsageError(f"{base} is not a directory", fix="run kit from the repository root, or name profile files")
+    found = sorted(p for p in base.glob("*.toml") if p.is_file())
+    if not found:
+        raise UsageError(f"no profiles (*.toml) in {base}", fix="create one, e.g. copy profiles/qwen25-a10g.toml from kit's repository")
+    return found
+
+
+def load(path: str | Path, *, root: Path | None = None, environ: dict[str, str] | None = None) -> LoadedProfile:
+    """Load and validate one profile file."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory", fix="name a profile file, or run `kit check` with no argument for every profile")
+    if not path.exists():
+        raise ProfileError("file not found", file=str(path), fix="check the path; profiles live in profiles/*.toml")
+    root = (root or find_root(path)).resolve()
+    chain, merged, origin, texts = _read_chain(path.resolve(), root)
+    environ = os.environ if environ is None else environ
+    overrides = _apply_env(merged, environ)
+    for dotted in overrides:
+        origin[dotted] = Path("<environment>")
+    loaded = LoadedProfile(profile=_placeholder(), path=path.resolve(), root=root, chain=chain, origin=origin, overrides=overrides, texts=texts)
+    loaded.profile = _validate(merged, loaded)
+    _check_gpu(loaded)
+    _read_schemas(loaded)
+    return loaded
+
+
+def _placeholder() -> Profile:
+    return Profile.model_construct()
+
+
+def _read_toml(path: Path, root: Path) -> tuple[dict[str, Any], str]:
+    rel = _rel(path, root)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProfileError("file not found", file=rel, fix="check the path") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=rel, fix="save the file as UTF-8") from None
+    if not text.strip():
+        raise ProfileError("the file is empty", file=rel, fix="a profile needs at least name, [app], [model], [gpu], [image], [packages] and [engine]; see docs/profile.md")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        # tomllib says "... (at line L, column C)": put the position where editors look for it.
+        pos = ""
+        if "(at line " in msg:
+            msg, _, tail = msg.partition(" (at line ")
+            line, _, col = tail.rstrip(")").partition(", column ")
+            pos = f":{line}:{col}"
+        raise ProfileError(f"invalid TOML: {msg}", file=f"{rel}{pos}", fix="fix the syntax at that position (a TOML linter such as taplo shows it as you type)") from None
+    return data, text
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def _read_chain(path: Path, root: Path) -> tuple[list[Path], dict[str, Any], dict[str, Path], dict[str, str]]:
+    chain: list[Path] = []
+    docs: list[dict[str, Any]] = []
+    texts: dict[str, str] = {}
+    current = path
+    while True:
+        if current in chain:
+            cycle = " -> ".join(_rel(p, root) for p in [*chain[chain.index(current):], current])
+            raise ProfileError(f"`extends` forms a cycle: {cycle}", file=_rel(chain[-1], root), key="extends", fix="remove one of the `extends` keys in that cycle")
+        if not _inside(current, root):
+            raise ProfileError(
+                f"`extends` points outside the repository root ({current})",
+                file=_rel(chain[-1], root) if chain else str(current),
+                key="extends",
+                fix=f"keep parent profiles inside {root}",
+            )
+        if not current.exists():
+            raise ProfileError(
+                f"`extends` names {_rel(current, root)}, which does not exist",
+                file=_rel(chain[-1], root) if chain else str(current),
+                key="extends",
+                fix="fix the path; it is relative to the file that contains `extends`",
+            )
+        data, text = _read_toml(current, root)
+        chain.append(current)
+        docs.append(data)
+        texts[_rel(current, root)] = text
+        _resolve_paths(data, current, root)
+        parent = data.get("extends")
+        if parent is None:
+            break
+        if not isinstance(parent, str):
+            raise ProfileError("`extends` must be a string path", file=_rel(current, root), key="extends", fix='write extends = "parent.toml"')
+        current = (current.parent / parent).resolve()
+
+    merged: dict[str, Any] = {}
+    origin: dict[str, Path] = {}
+    for file, data in zip(reversed(chain), reversed(docs)):
+        _merge(merged, data, file, origin, "")
+    merged.pop("extends", None)
+    if len(chain) > 1:
+        merged["extends"] = docs[0].get("extends")
+    return chain, merged, origin, texts
+
+
+def _resolve_paths(data: dict[str, Any], file: Path, root: Path) -> None:
+    """Rewrite path keys to root-relative POSIX paths, so that children and parents agree on what they name."""
+    for section, key in _PATH_KEYS:
+        table = data.get(section)
+        if isinstance(table, dict) and isinstance(table.get(key), str):
+            target = (file.parent / table[key]).resolve()
+            if not _inside(target, root):
+                raise ProfileError(f"path {table[key]!r} leaves the repository root", file=_rel(file, root), key=f"{section}.{key}", fix="keep schema files inside the repository")
+            table[key] = target.relative_to(root).as_posix()
+
+
+def _merge(dst: dict[str, Any], src: dict[str, Any], file: Path, origin: dict[str, Path], prefix: str) -> None:
+    for key, value in src.items():
+        dotted = f"{prefix}{key}"
+        if key == "allow" and not prefix and isinstance(value, list) and isinstance(dst.get("allow"), list):
+            dst["allow"] = [*dst["allow"], *value]  # suppressions accumulate down the chain
+        elif isinstance(value, dict) and isinstance(dst.get(key), dict) and key not in ("env",):
+            _merge(dst[key], value, file, origin, dotted + ".")
+            continue
+        elif isinstance(value, dict) and isinstance(dst.get(key), dict):
+            dst[key] = {**dst[key], **value}
+        else:
+            dst[key] = value
+        origin[dotted] = file
+        if isinstance(value, dict):
+            for sub in value:
+                origin.setdefault(f"{dotted}.{sub}", file)
+                origin[f"{dotted}.{sub}"] = file
+
+
+def _apply_env(merged: dict[str, Any], environ: Any) -> dict[str, str]:
+    """Apply KIT_SECTION__KEY=value overrides (for CI), read with pydantic-settings.
+
+    pydantic-settings costs ~150-300 ms to import, so it is only imported when such a variable exists.
+    """
+    names = [k for k in environ if k.startswith(ENV_PREFIX) and k not in _NOT_OVERRIDES and "__" in k]
+    if not names:
+        return {}
+    from kit.settings import read_overrides
+
+    applied: dict[str, str] = {}
+    for dotted, (var, value) in read_overrides({k: environ[k] for k in names}).items():
+        parts = dotted.split(".")
+        table = merged
+        for part in parts[:-1]:
+            nxt = table.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ProfileError(f"{var} overrides {dotted}, but {'.'.join(parts[:-1])} is not a table", key=dotted, fix=f"unset {var}")
+            table = nxt
+        table[parts[-1]] = value
+        applied[dotted] = var
+    return applied
+
+
+def _validate(merged: dict[str, Any], loaded: LoadedProfile) -> Profile:
+    try:
+        return Profile.model_validate(merged)
+    except ValidationError as exc:
+        raise _explain(exc, loaded) from None
+
+
+def _explain(exc: ValidationError, loaded: LoadedProfile) -> ProfileError:
+    """Turn pydantic's errors into one message naming file, key and fix (all errors listed)."""
+    lines: list[str] = []
+    first_file = None
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        dotted = ".".join(loc)
+        file = loaded.file_of(dotted) if err["type"] != "missing" else loaded.display
+        first_file = first_file or file
+        var = loaded.overrides.get(dotted)
+        src = f" (set by {var})" if var else ""
+        if err["type"] == "extra_forbidden":
+            parent = loc[:-1]
+            known = _known_keys(parent)
+            guess = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+            hint = f"did you mean `{'.'.join([*parent, guess[0]])}`?" if guess else f"known keys here: {', '.join(sorted(known))}"
+            lines.append(f"{file}: {dotted}: unknown key{src}; {hint}")
+        elif err["type"] == "missing":
+            lines.append(f"{file}: {dotted}: required key is missing; add it (see docs/profile.md)")
+        else:
+            got = err.get("input")
+            shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+            lines.append(f"{file}: {dotted}: {_message(err)}{shown}{src}")
+    body = "invalid profile:\n  " + "\n  ".join(lines)
+    return ProfileError(body, fix="correct the keys above; `kit schema` prints the full format")
+
+
+def _message(err: dict[str, Any]) -> str:
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return msg
+
+
+def _known_keys(parent: list[str]) -> list[str]:
+    model: type[BaseModel] = Profile
+    for part in parent:
+        if part.isdigit():
+            continue
+        sub = SECTIONS.get(part)
+        if sub is None:
+            field_info = model.model_fields.get(part)
+            ann = getattr(field_info, "annotation", None) if field_info else None
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                sub = ann
+        if sub is None:
+            return []
+        model = sub
+    keys = []
+    for name, info in model.model_fields.items():
+        keys.append(info.alias or name)
+    return keys
+
+
+def _check_gpu(loaded: LoadedProfile) -> None:
+    from kit.catalog import gpus
+
+    catalog = gpus()
+    wanted = loaded.profile.gpu.type
+    if catalog.find(wanted) is None:
+        names = catalog.all_names()
+        guess = difflib.get_close_matches(wanted.upper(), [n.upper() for n in names], n=1, cutoff=0.5)
+        hint = f"did you mean {next(n for n in names if n.upper() == guess[0])!r}? " if guess else ""
+        raise ProfileError(
+            f"unknown GPU type {wanted!r}",
+            file=loaded.file_of("gpu.type"),
+            key="gpu.type",
+            fix=f"{hint}known types: {', '.join(catalog.canonical_names())}",
+        )
+
+
+def _read_schemas(loaded: LoadedProfile) -> None:
+    import json
+
+    for section in ("structured_output", "smoke"):
+        table = getattr(loaded.profile, section)
+        value = getattr(table, "schema_file", None) if table else None
+        if value is None:
+            continue
+        path = loaded.root / value
+        key = f"{section}.schema"
+        if not path.is_file():
+            raise ProfileError(f"schema file {value} does not exist", file=loaded.file_of(key), key=key, fix="fix the path (relative to the profile that sets it) or create the file")
+        text = path.read_text(encoding="utf-8")
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ProfileError(f"schema file {value} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", file=loaded.file_of(key), key=key, fix="fix the JSON") from None
+        if not isinstance(doc, dict):
+            raise ProfileError(f"schema file {value} must hold a JSON object (a JSON Schema)", file=loaded.file_of(key), key=key, fix="wrap the schema in an object")
+        loaded.texts[value] = text

@@ -1,0 +1,231 @@
+"""The profile: a whole known-good serving stack as one validated document.
+
+The models are the single source of truth for the profile format: `kit schema` prints their JSON
+Schema and `docs/profile.md` is generated from them. Every model forbids unknown keys.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+
+_APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_HF_REVISION = re.compile(r"^[0-9a-f]{40}$")
+
+
+class App(Section):
+    """The Modal app this profile deploys."""
+
+    name: str = Field(description="Modal app name: letters, digits, `-`, `_`, `.`; at most 64 characters.")
+    environment: str | None = Field(None, description="Modal environment to deploy into (default: the workspace default).")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _APP_NAME.match(v):
+            raise ValueError("must be 1-64 characters of letters, digits, '-', '_' or '.', starting with a letter or digit")
+        return v
+
+
+class Architecture(Section):
+    """Architecture numbers for a model kit's catalog does not know, so memory fit can still be checked."""
+
+    num_hidden_layers: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0)
+    num_key_value_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    max_position_embeddings: int = Field(gt=0)
+    weight_bytes: int = Field(gt=0, description="Total bytes of the checkpoint's weights (safetensors total_size).")
+
+
+class Model(Section):
+    """The model to serve."""
+
+    id: str = Field(description="Hugging Face repository id, e.g. `Qwen/Qwen2.5-Coder-7B-Instruct`.")
+    revision: str | None = Field(None, description="Hugging Face commit (40 hex characters) the deployment pins.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="Activation and weight dtype.")
+    max_model_len: int | None = Field(None, gt=0, description="Maximum context length (prompt + output) in tokens; default: the model's own.")
+    quantization: str | None = Field(None, description="Quantization method passed to the engine (e.g. `fp8`, `awq`); default: the checkpoint's own.")
+    hf_secret: str | None = Field(None, description="Name of a Modal secret holding `HF_TOKEN`, for gated models.")
+    architecture: Architecture | None = Field(None, description="Architecture numbers, for a model kit's catalog does not know.")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$", v):
+            raise ValueError("must look like 'organisation/model-name'")
+        return v
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, v: str | None) -> str | None:
+        if v is not None and not _HF_REVISION.match(v):
+            raise ValueError("must be a full 40-character Hugging Face commit hash (a branch name can move)")
+        return v
+
+
+class Gpu(Section):
+    """The GPU each container gets."""
+
+    type: str = Field(description="Modal GPU type (e.g. `A10G`, `A100-40GB`, `H100`); see `kit/data/gpus.toml`.")
+    count: int = Field(1, ge=1, le=8, description="GPUs per container.")
+
+
+class Image(Section):
+    """The container image."""
+
+    base: str = Field(description="A CUDA registry image (e.g. `nvidia/cuda:12.4.1-devel-ubuntu22.04`) or `debian_slim`.")
+    python: str = Field("3.11", description="Python version of the image, `3.X`.")
+    index_url: str | None = Field(None, description="Replacement for the default package index.")
+    extra_index_urls: list[str] = Field(default_factory=list, description="Additional package indexes.")
+    env: dict[str, str] = Field(default_factory=dict, description="Environment variables set in the image.")
+    apt_packages: list[str] = Field(default_factory=list, description="Debian packages installed in the image.")
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, v: str) -> str:
+        if not re.match(r"^3\.\d{1,2}$", v):
+            raise ValueError("must be a Python minor version such as '3.11'")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return v
+
+
+class Engine(Section):
+    """The inference engine and its settings."""
+
+    name: Literal["vllm", "sglang"] = Field(description="Inference engine.")
+    gpu_memory_utilization: float = Field(0.90, gt=0.0, le=1.0, description="Share of GPU memory the engine may take.")
+    enforce_eager: bool = Field(False, description="Disable CUDA graphs: faster cold start, slower decoding.")
+    attention_backend: str | None = Field(None, description="Attention backend (vLLM: `FLASHINFER`, `FLASH_ATTN`, ...).")
+    tensor_parallel_size: int | None = Field(None, ge=1, description="Tensor parallel size; default: `gpu.count`.")
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = Field("auto", description="KV cache dtype.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Extra engine arguments, passed as keyword arguments.")
+
+
+class StructuredOutput(Section):
+    """JSON-schema-constrained generation."""
+
+    backend: Literal["xgrammar", "guidance", "outlines", "auto"] = Field("xgrammar", description="Structured-output backend.")
+    schema_file: str | None = Field(None, alias="schema", description="Default JSON schema file, relative to the profile that sets it.")
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+
+class Serving(Section):
+    """How Modal serves the app."""
+
+    mode: Literal["class", "openai"] = Field(
+        "class",
+        description="`class`: the engine in-process behind a `generate` method, `POST /generate` and `GET /health`; "
+        "`openai`: the engine's OpenAI-compatible server behind `@modal.web_server`.",
+    )
+    timeout: int = Field(600, gt=0, description="Seconds one input may run.")
+    startup_timeout: int = Field(1200, gt=0, description="Seconds the web server may take to start (openai mode).")
+    scaledown_window: int = Field(300, ge=2, description="Seconds an idle container stays up.")
+    min_containers: int = Field(0, ge=0, description="Containers kept warm.")
+    max_containers: int | None = Field(None, ge=1, description="Upper bound on containers.")
+    max_inputs: int = Field(1, ge=1, description="Concurrent inputs per container (`@modal.concurrent`).")
+    endpoints: list[Literal["generate", "http_generate", "health"]] = Field(
+        default_factory=lambda: ["generate", "http_generate", "health"],
+        description="Endpoints of class mode: `generate` (Python `.remote()`), `http_generate` (`POST /generate`), `health` (`GET /health`).",
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Serving:
+        if self.max_containers is not None and self.max_containers < self.min_containers:
+            raise ValueError("max_containers must be at least min_containers")
+        return self
+
+
+class Smoke(Section):
+    """What a deploy must pass before it counts."""
+
+    prompt: str = Field(description="Prompt for the smoke generation.")
+    schema_file: str | None = Field(None, alias="schema", description="JSON schema the output must validate against, relative to the profile (default: structured_output.schema).")
+    max_tokens: int = Field(512, ge=1, description="Output token limit for the smoke generation.")
+    latency_budget_s: float = Field(30.0, gt=0, description="Warm request latency budget, seconds.")
+    cold_start_budget_s: float = Field(900.0, gt=0, description="Budget for the first request, which may start a container.")
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+
+class Allow(Section):
+    """A justified suppression of one finding."""
+
+    rule: str = Field(description="Rule id to suppress.")
+    reason: str = Field(min_length=1, description="Why this is safe here; shown in reports.")
+
+
+PackageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+
+class Profile(BaseModel):
+    """A kit profile: a whole pinned serving stack."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, populate_by_name=True)
+
+    name: str = Field(description="Profile name; by convention the file's stem.")
+    description: str = Field("", description="What this stack is and why it exists (measured results belong here).")
+    extends: str | None = Field(None, description="Parent profile, relative path; keys here override the parent's.")
+    app: App
+    model: Model
+    gpu: Gpu
+    image: Image
+    packages: dict[PackageName, str] = Field(description="Exact versions, e.g. `vllm = \"0.9.2\"`.")
+    engine: Engine
+    structured_output: StructuredOutput = Field(default_factory=StructuredOutput)
+    serving: Serving = Field(default_factory=Serving)
+    smoke: Smoke | None = None
+    allow: list[Allow] = Field(default_factory=list)
+
+    @field_validator("packages")
+    @classmethod
+    def _packages(cls, v: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, version in v.items():
+            canon = canonicalize_name(name)
+            if canon in out:
+                raise ValueError(f"{name!r} is listed twice (names compare case- and separator-insensitively)")
+            try:
+                Version(version)
+            except InvalidVersion:
+                raise ValueError(f"{name} = {version!r} is not a version: write an exact version such as \"1.2.3\"") from None
+            out[canon] = version
+        return out
+
+    @property
+    def tensor_parallel_size(self) -> int:
+        return self.engine.tensor_parallel_size or self.gpu.count
+
+    def version(self, package: str) -> Version | None:
+        raw = self.packages.get(canonicalize_name(package))
+        return Version(raw) if raw else None
+
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    "app": App,
+    "model": Model,
+    "gpu": Gpu,
+    "image": Image,
+    "engine": Engine,
+    "structured_output": StructuredOutput,
+    "serving": Serving,
+    "smoke": Smoke,
+    "allow": Allow,
+}

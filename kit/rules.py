@@ -1,0 +1,244 @@
+"""The rule engine: compatibility rules are data (kit/data/rules/*.toml); this module evaluates them.
+
+A rule fires when every condition in its `when` table holds for the profile's facts. Rules whose
+logic needs arithmetic (memory fit, tensor parallelism) are declared in data too, with
+`computed = true`, and evaluated by kit.check; their text and sources still live in the data.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from kit.errors import DataError
+
+SEVERITIES = ("error", "warning", "info")
+CONDITIONS = {
+    "packages",
+    "engine",
+    "image_nvcc",
+    "image_slim",
+    "image_glibc",
+    "apt_missing",
+    "env_unset",
+    "gpu_cc",
+    "serving_mode",
+    "uses_field",
+    "python",
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: str
+    summary: str
+    why: str
+    fix: str
+    keys: tuple[str, ...]
+    sources: tuple[str, ...]
+    when: dict[str, Any]
+    computed: bool = False
+    file: str = ""
+
+
+@dataclass
+class Facts:
+    """What the rules can see of one profile (and its lock, when there is one)."""
+
+    engine: str
+    packages: dict[str, Version]  # canonical name -> version: pins, overlaid on the lock's closure
+    pinned: frozenset[str] = frozenset()
+    via: dict[str, str] = field(default_factory=dict)  # closure package -> "vllm 0.11.0" that brought it
+    closure_checked: bool = False
+    image_nvcc: bool = False
+    image_slim: bool = False
+    image_glibc: Version | None = None
+    apt: frozenset[str] = frozenset()
+    env: dict[str, str] = field(default_factory=dict)
+    gpu_cc: Version | None = None
+    serving_mode: str = "class"
+    uses_fields: frozenset[str] = frozenset()
+    python: Version | None = None
+    placeholders: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Finding:
+    rule: str
+    severity: str
+    summary: str
+    why: str
+    fix: str
+    keys: list[str]
+    sources: list[str]
+    file: str = ""
+    allowed: str | None = None  # the `[[allow]]` reason when suppressed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "summary": self.summary,
+            "why": self.why,
+            "fix": self.fix,
+            "keys": self.keys,
+            "sources": self.sources,
+            "file": self.file,
+            "allowed": self.allowed,
+        }
+
+
+def _rules_dir():
+    return resources.files("kit").joinpath("data", "rules")
+
+
+@cache
+def all_rules() -> tuple[Rule, ...]:
+    """Every rule, from every file under kit/data/rules, validated once."""
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    for entry in sorted(_rules_dir().iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".toml"):
+            continue
+        try:
+            doc = tomllib.loads(entry.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise DataError(f"data/rules/{entry.name} is not valid TOML: {exc}", fix="this is a bug in kit") from None
+        for row in doc.get("rule", []):
+            rule = _parse_rule(row, entry.name)
+            if rule.id in seen:
+                raise DataError(f"rule id {rule.id!r} is defined in both {seen[rule.id]} and {entry.name}", fix="this is a bug in kit")
+            seen[rule.id] = entry.name
+            rules.append(rule)
+    return tuple(rules)
+
+
+def rules_by_id() -> dict[str, Rule]:
+    return {r.id: r for r in all_rules()}
+
+
+def api_table() -> list[dict[str, Any]]:
+    """The `[[api]]` rows (structured-output API per engine version) from the rules data."""
+    rows: list[dict[str, Any]] = []
+    for entry in sorted(_rules_dir().iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            rows += tomllib.loads(entry.read_text(encoding="utf-8")).get("api", [])
+    return rows
+
+
+def _parse_rule(row: dict[str, Any], file: str) -> Rule:
+    where = f"data/rules/{file}: rule {row.get('id', '?')}"
+    missing = [k for k in ("id", "severity", "summary", "why", "fix", "sources") if not row.get(k)]
+    if missing:
+        raise DataError(f"{where} lacks {', '.join(missing)}", fix="every rule needs id, severity, summary, why, fix and sources")
+    if row["severity"] not in SEVERITIES:
+        raise DataError(f"{where}: severity {row['severity']!r} is not one of {SEVERITIES}", fix="this is a bug in kit")
+    when = dict(row.get("when", {}))
+    unknown = set(when) - CONDITIONS
+    if unknown:
+        raise DataError(f"{where}: unknown condition(s) {sorted(unknown)}", fix=f"conditions: {sorted(CONDITIONS)}")
+    for name, spec in when.get("packages", {}).items():
+        for alt in spec if isinstance(spec, list) else [spec]:
+            if alt != "absent":
+                try:
+                    SpecifierSet(alt)
+                except InvalidSpecifier:
+                    raise DataError(f"{where}: packages.{name} = {alt!r} is not a version specifier", fix="this is a bug in kit") from None
+    if not when and not row.get("computed"):
+        raise DataError(f"{where} has no conditions and is not computed: it would always fire", fix="add a `when` table")
+    sources = row["sources"]
+    return Rule(
+        id=row["id"],
+        severity=row["severity"],
+        summary=row["summary"],
+        why=row["why"],
+        fix=row["fix"],
+        keys=tuple(row.get("keys", ())),
+        sources=tuple(sources if isinstance(sources, list) else [sources]),
+        when=when,
+        computed=bool(row.get("computed", False)),
+        file=file,
+    )
+
+
+def _spec_holds(version: Version | None, spec: str | list[str]) -> bool:
+    for alt in spec if isinstance(spec, list) else [spec]:
+        if alt == "absent":
+            if version is None:
+                return True
+        elif version is not None and SpecifierSet(alt).contains(version, prereleases=True):
+            return True
+    return False
+
+
+def matches(rule: Rule, facts: Facts) -> bool:
+    """Whether every condition of a (non-computed) rule holds."""
+    w = rule.when
+    for name, spec in w.get("packages", {}).items():
+        if not _spec_holds(facts.packages.get(canonicalize_name(name)), spec):
+            return False
+    if "engine" in w and w["engine"] != facts.engine:
+        return False
+    if "image_nvcc" in w and bool(w["image_nvcc"]) != facts.image_nvcc:
+        return False
+    if "image_slim" in w and bool(w["image_slim"]) != facts.image_slim:
+        return False
+    if "image_glibc" in w and (facts.image_glibc is None or not SpecifierSet(w["image_glibc"]).contains(facts.image_glibc)):
+        return False
+    if "apt_missing" in w and w["apt_missing"] in facts.apt:
+        return False
+    if "env_unset" in w and w["env_unset"] in facts.env:
+        return False
+    if "gpu_cc" in w and (facts.gpu_cc is None or not SpecifierSet(w["gpu_cc"]).contains(facts.gpu_cc)):
+        return False
+    if "serving_mode" in w and w["serving_mode"] != facts.serving_mode:
+        return False
+    if "uses_field" in w and w["uses_field"] not in facts.uses_fields:
+        return False
+    if "python" in w and (facts.python is None or not SpecifierSet(w["python"]).contains(facts.python)):
+        return False
+    return True
+
+
+class _Missing(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def fill(text: str, facts: Facts, extra: dict[str, Any] | None = None) -> str:
+    """Fill {package} and {gpu}-style placeholders; unknown ones stay as written."""
+    values: dict[str, Any] = _Missing({name: str(v) for name, v in facts.packages.items()})
+    values.update(facts.placeholders)
+    if extra:
+        values.update(extra)
+    try:
+        return text.format_map(values)
+    except (ValueError, IndexError):
+        return text
+
+
+def evaluate(facts: Facts, rules: tuple[Rule, ...] | None = None) -> list[Finding]:
+    """Findings of every data rule that fires for these facts."""
+    found = []
+    for rule in rules if rules is not None else all_rules():
+        if rule.computed or not matches(rule, facts):
+            continue
+        keys = list(rule.keys)
+        why = fill(rule.why, facts)
+        # A package that fired the rule but is not pinned arrived through another package: say which.
+        for name in rule.when.get("packages", {}):
+            canon = canonicalize_name(name)
+            if canon not in facts.pinned and canon in facts.packages and canon in facts.via:
+                why += f" ({canon} {facts.packages[canon]} arrives through {facts.via[canon]}.)"
+        found.append(
+            Finding(rule=rule.id, severity=rule.severity, summary=fill(rule.summary, facts), why=why, fix=fill(rule.fix, facts), keys=keys, sources=list(rule.sources))
+        )
+    return found

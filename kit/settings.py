@@ -1,0 +1,73 @@
+"""kit's settings and the profile overrides read from the environment (pydantic-settings).
+
+Imported only when needed: pydantic-settings is slow to import, and `kit check` is on every save.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kit.errors import ProfileError
+from kit.profile import SECTIONS
+
+
+class _Overrides(BaseSettings):
+    """KIT_<SECTION>__<KEY>=value overrides one profile key, e.g. KIT_GPU__TYPE=A100-40GB."""
+
+    model_config = SettingsConfigDict(env_prefix="KIT_", env_nested_delimiter="__", extra="ignore", case_sensitive=False)
+
+    app: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
+    gpu: dict[str, Any] | None = None
+    image: dict[str, Any] | None = None
+    packages: dict[str, Any] | None = None
+    engine: dict[str, Any] | None = None
+    structured_output: dict[str, Any] | None = None
+    serving: dict[str, Any] | None = None
+    smoke: dict[str, Any] | None = None
+
+
+class Settings(BaseSettings):
+    """Where kit keeps its own state (deploy history, locks)."""
+
+    model_config = SettingsConfigDict(env_prefix="KIT_", extra="ignore")
+
+    state_dir: Path = Field(default_factory=lambda: Path.home() / ".local" / "state" / "kit")
+
+
+def _literal(raw: str) -> Any:
+    """A TOML literal when the value is one (2, 0.85, true, ["a"]), else the string itself."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def read_overrides(names: dict[str, str]) -> dict[str, tuple[str, Any]]:
+    """dotted key -> (variable, value) for every KIT_SECTION__KEY variable in the environment."""
+    sections = set(SECTIONS) | {"packages"}
+    for var in names:
+        section = var[len("KIT_") :].split("__", 1)[0].lower()
+        if section not in sections:
+            guess = difflib.get_close_matches(section, sorted(sections), n=1)
+            hint = f"did you mean KIT_{guess[0].upper()}__...? " if guess else ""
+            raise ProfileError(f"environment variable {var} names no profile section {section!r}", key=var, fix=f"{hint}sections: {', '.join(sorted(sections))}")
+    found = _Overrides().model_dump(exclude_none=True)
+    out: dict[str, tuple[str, Any]] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            var = "KIT_" + "__".join(p.upper() for p in prefix.split("."))
+            out[prefix] = (var, _literal(value) if isinstance(value, str) else value)
+
+    walk("", found)
+    return out
