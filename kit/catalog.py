@@ -77,6 +77,7 @@ class ModelSpec:
     quantization: str = ""
     parameters: int = 0
     min_vllm: str = ""
+    fp8_block: bool = False  # block-wise FP8 (weight_block_size): needs Marlin block support off native FP8
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def kv_bytes_per_token(self, kv_dtype_bytes: int = 2) -> int:

@@ -329,9 +329,9 @@ class _Computed:
         if quant != "fp8":
             return
         caps = catalog.capabilities()
-        native = Version(str(caps.get("fp8_native", caps.get("fp8", {})).get("min_compute_capability", "8.9")))
-        marlin_cap = caps.get("fp8_marlin", {})
-        marlin = Version(str(marlin_cap.get("min_compute_capability", "8.0")))
+        native = Version(str(caps["fp8_w8a8"]["min_compute_capability"]))
+        marlin = Version(str(caps["fp8_marlin_weight_only"]["min_compute_capability"]))
+        block = caps["fp8_block_marlin"]
         cc = self.gpu.compute_capability
         if cc >= native:
             return
@@ -339,8 +339,9 @@ class _Computed:
             self.emit("gpu-fp8-unsupported", cc=str(cc), min_cc=str(marlin))
             return
         vllm = self.facts.packages.get("vllm")
-        min_vllm = Version(str(marlin_cap.get("min_vllm", "0.9.0")))
-        if self.p.engine.name == "vllm" and vllm is not None and vllm < min_vllm:
+        min_vllm = Version(str(block["min_vllm"]))
+        is_block = bool(self.model and self.model.fp8_block)
+        if self.p.engine.name == "vllm" and is_block and vllm is not None and vllm < min_vllm:
             self.emit("gpu-fp8-marlin-too-old", cc=str(cc), min_vllm=str(min_vllm))
         else:
             self.emit("gpu-fp8-weight-only", cc=str(cc), native_cc=str(native))
@@ -354,44 +355,33 @@ class _Computed:
             vllm = self.facts.packages.get("vllm")
             if vllm is not None and vllm < Version(self.model.min_vllm):
                 self.emit("model-needs-newer-vllm", architecture=self.model.architecture, min_vllm=self.model.min_vllm)
-        if not self.gpu:
+        fit = memory_fit(self.loaded)
+        if fit is None:
             return
-        tp = self.p.tensor_parallel_size
-        util = self.p.engine.gpu_memory_utilization
-        overhead = int(catalog.capabilities().get("memory", {}).get("activation_overhead_bytes", 2 * GIB))
-        weights = self._weight_bytes(arch)
-        per_gpu_budget = self.gpu.memory_bytes * util - overhead
-        per_gpu_weights = weights / tp
-        gpus = f"{self.p.gpu.count}x {self.gpu.name}" if self.p.gpu.count > 1 else self.gpu.name
+        gpus = f"{self.p.gpu.count}x {fit.gpu.name}" if self.p.gpu.count > 1 else fit.gpu.name
         values = dict(
-            weights_gib=f"{weights / GIB:.1f}",
+            weights_gib=f"{fit.weights / GIB:.1f}",
             gpus=gpus,
-            budget_gib=f"{per_gpu_budget * tp / GIB:.1f}",
-            util=f"{util:.2f}",
-            overhead_gib=f"{overhead / GIB:.1f}",
+            budget_gib=f"{fit.budget / GIB:.1f}",
+            util=f"{fit.util:.2f}",
+            overhead_gib=f"{fit.overhead / GIB:.1f}",
         )
-        if per_gpu_weights > per_gpu_budget:
+        if not fit.weights_fit:
             self.emit("gpu-memory-weights", **values)
             return
-        kv_dtype_bytes = 1 if self.p.engine.kv_cache_dtype.startswith("fp8") else 2
-        per_token = 2 * arch.num_hidden_layers * arch.num_key_value_heads * arch.head_dim * kv_dtype_bytes
-        max_len = self.p.model.max_model_len or arch.max_position_embeddings
-        need = per_token * max_len
-        kv_budget = (per_gpu_budget - per_gpu_weights) * tp
-        if need > kv_budget:
-            fits = _round_down(kv_budget / per_token)
-            values["bigger"] = self._bigger_gpu(weights, need, tp, overhead, util)
+        if not fit.kv_fits:
+            values["bigger"] = self._bigger_gpu(fit.weights, fit.kv_needed, fit.tp, fit.overhead, fit.util)
             self.emit(
                 "gpu-memory-kv-cache",
                 keys=["model.max_model_len", "gpu.type"],
-                kv_gib=f"{need / GIB:.1f}",
-                tokens=f"{max_len}",
-                per_token_kib=f"{per_token / 1024:.0f}",
-                fits=f"{fits}",
+                kv_gib=f"{fit.kv_needed / GIB:.1f}",
+                tokens=f"{fit.max_len}",
+                per_token_kib=f"{fit.per_token / 1024:.0f}",
+                fits=f"{_round_down(fit.max_tokens)}",
                 **values,
             )
-        if max_len > arch.max_position_embeddings:
-            self.emit("model-len-exceeds-context", tokens=str(max_len), context=str(arch.max_position_embeddings))
+        if fit.max_len > arch.max_position_embeddings:
+            self.emit("model-len-exceeds-context", tokens=str(fit.max_len), context=str(arch.max_position_embeddings))
 
     def _bigger_gpu(self, weights: int, need: int, tp: int, overhead: int, util: float) -> str:
         """The cheapest GPU type (same count) on which weights and one full-length sequence fit."""
@@ -405,17 +395,83 @@ class _Computed:
         best = min(fitting, key=lambda g: g.price_per_hour_usd)
         return f"use {best.name} (${best.price_per_hour_usd:.2f}/h)"
 
-    def _weight_bytes(self, arch: Any) -> int:
-        weights = int(arch.weight_bytes)
-        native = getattr(arch, "torch_dtype", "bfloat16")
-        ckpt_quant = getattr(arch, "quantization", "")
-        quant = (self.p.model.quantization or "").lower()
-        # Online FP8 quantization of a 16-bit checkpoint halves the weights (vLLM `quantization="fp8"`).
-        if quant == "fp8" and not ckpt_quant and native in ("bfloat16", "float16"):
-            weights //= 2
-        elif self.p.model.dtype == "float32" and native in ("bfloat16", "float16") and not ckpt_quant:
-            weights *= 2
-        return weights
+
+
+@dataclass
+class MemoryFit:
+    """How a profile's model fits its GPUs: all figures in bytes, totals over gpu.count."""
+
+    gpu: Any
+    tp: int
+    util: float
+    overhead: int  # per GPU, assumed (data/capabilities.toml [memory])
+    weights: int
+    budget: int  # what the engine may use for weights + KV: util x memory - overhead, summed over GPUs
+    per_token: int  # KV bytes per token
+    max_len: int  # tokens one sequence may take (max_model_len, or the model's context)
+
+    @property
+    def kv_needed(self) -> int:
+        return self.per_token * self.max_len
+
+    @property
+    def kv_budget(self) -> int:
+        return self.budget - self.weights
+
+    @property
+    def weights_fit(self) -> bool:
+        return self.weights <= self.budget
+
+    @property
+    def kv_fits(self) -> bool:
+        return self.kv_needed <= self.kv_budget
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens of KV cache that fit: the most one sequence can take, or the sum over concurrent ones."""
+        return max(self.kv_budget, 0) // self.per_token
+
+    @property
+    def headroom(self) -> int:
+        """Bytes left after the weights and one full-length sequence (negative: does not fit)."""
+        return self.kv_budget - self.kv_needed
+
+
+def _weight_bytes(loaded: LoadedProfile, arch: Any) -> int:
+    p = loaded.profile
+    weights = int(arch.weight_bytes)
+    native = getattr(arch, "torch_dtype", "bfloat16")
+    ckpt_quant = getattr(arch, "quantization", "")
+    quant = (p.model.quantization or "").lower()
+    # Online FP8 quantization of a 16-bit checkpoint halves the weights (vLLM `quantization="fp8"`).
+    if quant == "fp8" and not ckpt_quant and native in ("bfloat16", "float16"):
+        weights //= 2
+    elif p.model.dtype == "float32" and native in ("bfloat16", "float16") and not ckpt_quant:
+        weights *= 2
+    return weights
+
+
+def memory_fit(loaded: LoadedProfile) -> MemoryFit | None:
+    """Weights and KV cache against GPU memory; None when the model or GPU is unknown to the catalogs."""
+    p = loaded.profile
+    arch = p.model.architecture or catalog.find_model(p.model.id)
+    gpu = catalog.gpus().find(p.gpu.type)
+    if arch is None or gpu is None:
+        return None
+    tp = p.tensor_parallel_size
+    util = p.engine.gpu_memory_utilization
+    overhead = int(catalog.capabilities().get("memory", {}).get("activation_overhead_bytes", 2 * GIB))
+    kv_dtype_bytes = 1 if p.engine.kv_cache_dtype.startswith("fp8") else 2
+    return MemoryFit(
+        gpu=gpu,
+        tp=tp,
+        util=util,
+        overhead=overhead,
+        weights=_weight_bytes(loaded, arch),
+        budget=int((gpu.memory_bytes * util - overhead) * tp),
+        per_token=2 * arch.num_hidden_layers * arch.num_key_value_heads * arch.head_dim * kv_dtype_bytes,
+        max_len=p.model.max_model_len or arch.max_position_embeddings,
+    )
 
 
 def rule_ids() -> list[str]:
