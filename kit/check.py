@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -25,6 +26,7 @@ from kit.errors import ProfileError
 from kit.load import LoadedProfile
 from kit.rules import Facts, Finding, all_rules, evaluate, fill, rules_by_id
 
+_REQ_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 ENGINE_PACKAGE = {"vllm": "vllm", "sglang": "sglang"}
 # Request fields and API names whose meaning changed across engine releases (see data/rules/structured_output.toml).
 WATCHED_FIELDS = {
@@ -274,6 +276,10 @@ class _Computed:
                 if not SpecifierSet(rp).contains(Version(f"{self.p.image.python}.0")):
                     self.emit("pin-requires-python", keys=["image.python", f"packages.{name}"], package=name, version=version, requires_python=rp)
             for raw in entry.get("requires_dist", []):
+                # Most requirements name packages the profile does not pin: skip them before parsing.
+                head = _REQ_NAME.match(raw)
+                if head is None or canonicalize_name(head.group(0)) not in self.p.packages:
+                    continue
                 try:
                     req = Requirement(raw)
                 except InvalidRequirement:

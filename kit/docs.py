@@ -23,10 +23,34 @@ def profile_json_schema() -> dict[str, Any]:
     return schema
 
 
+def _type_name(ann: Any) -> str:
+    import types
+    import typing
+
+    origin = typing.get_origin(ann)
+    args = typing.get_args(ann)
+    if ann is type(None):
+        return "none"
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return "table"
+    if origin is typing.Literal:
+        return " \\| ".join(f'`"{a}"`' if isinstance(a, str) else f"`{a}`" for a in args)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_type_name(a) for a in args if a is not type(None)]
+        text = " \\| ".join(parts)
+        return f"{text} (optional)" if type(None) in args else text
+    if origin is list:
+        inner = _type_name(args[0]) if args else "any"
+        return "array of tables" if inner == "table" else f"array of {inner}"
+    if origin is dict:
+        return "table"
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    return {str: "string", int: "integer", float: "float", bool: "boolean"}.get(ann, getattr(ann, "__name__", str(ann)))
+
+
 def _type_of(info: Any) -> str:
-    ann = info.annotation
-    text = getattr(ann, "__name__", None) or str(ann)
-    return text.replace("typing.", "").replace("NoneType", "None")
+    return _type_name(info.annotation)
 
 
 def _default_of(info: Any) -> str:
@@ -43,6 +67,16 @@ def _default_of(info: Any) -> str:
     if info.default is PydanticUndefined:
         return "required"
     return f"`{info.default!r}`"
+
+
+def _section_doc(info: Any) -> str:
+    import typing
+
+    for cand in (info.annotation, *typing.get_args(info.annotation)):
+        for c in (cand, *typing.get_args(cand)):
+            if isinstance(c, type) and issubclass(c, BaseModel):
+                return (c.__doc__ or "").strip().splitlines()[0]
+    return ""
 
 
 def profile_markdown() -> str:
@@ -65,8 +99,8 @@ def profile_markdown() -> str:
         out.extend([f"## {title}", "", (model.__doc__ or "").strip(), "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"])
         for name, info in model.model_fields.items():
             key = info.alias or name
-            desc = (info.description or "").replace("|", "\\|")
-            typ = _type_of(info).replace("|", "\\|")
+            desc = (info.description or _section_doc(info)).replace("|", "\\|")
+            typ = _type_of(info)
             out.append(f"| `{key}` | {typ} | {_default_of(info)} | {desc} |")
         out.append("")
 

@@ -63,17 +63,18 @@ def _line_of(path: str, key: str) -> int | None:
     parts = key.split(".")
     section, leaf = (parts[0], parts[-1]) if len(parts) > 1 else ("", parts[0])
     in_section = section == ""
+    header = None  # the section's own line: where a key that is absent (defaulted) belongs
     for i, line in enumerate(lines, 1):
         stripped = line.strip()
         if stripped.startswith("["):
             name = stripped.strip("[]").strip()
-            in_section = name == section or (section and name.startswith(section + "."))
-            if in_section and len(parts) == 1 and name == leaf:
-                return i
+            in_section = name == section or bool(section and name.startswith(section + "."))
+            if name in (section, leaf) and header is None:
+                header = i
             continue
         if in_section and re.match(rf'^"?{re.escape(leaf)}"?\s*=', stripped):
             return i
-    return None
+    return header
 
 
 def _escape_gh(text: str) -> str:

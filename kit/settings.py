@@ -51,7 +51,7 @@ def _literal(raw: str) -> Any:
 
 def read_overrides(names: dict[str, str]) -> dict[str, tuple[str, Any]]:
     """dotted key -> (variable, value) for every KIT_SECTION__KEY variable in the environment."""
-    sections = set(SECTIONS) | {"packages"}
+    sections = (set(SECTIONS) | {"packages"}) - {"allow"}
     for var in names:
         section = var[len("KIT_") :].split("__", 1)[0].lower()
         if section not in sections:
