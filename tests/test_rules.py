@@ -1,0 +1,115 @@
+"""The rule data: every rule well-formed and sourced; the rules that matter fire on real stacks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kit import catalog
+from kit.check import check
+from kit.load import load
+from kit.rules import all_rules, api_table
+
+from .conftest import BASE_PROFILE
+
+SOURCE = re.compile(r"(https?://|pypi-metadata|package metadata|vllm|sglang|sgl-kernel|transformers|flashinfer|xgrammar|modal|kit design|kit/data|NVIDIA|torch)", re.I)
+
+
+def test_every_rule_has_why_fix_and_a_source():
+    rules = all_rules()
+    assert len(rules) > 40
+    for r in rules:
+        assert r.why.strip() and r.fix.strip(), r.id
+        assert r.sources and all(SOURCE.search(s) for s in r.sources), (r.id, r.sources)
+
+
+def test_every_computed_rule_is_emitted_by_the_code():
+    code = (Path(catalog.__file__).parent / "check.py").read_text()
+    for r in all_rules():
+        if r.computed:
+            assert f'"{r.id}"' in code, f"computed rule {r.id} is declared in data but never emitted"
+
+
+def test_catalog_facts_carry_sources():
+    for gpu in catalog.gpus().entries:
+        for fact in ("memory_bytes", "compute_capability", "price_per_hour_usd", "max_count"):
+            assert gpu.sources.get(fact), (gpu.name, fact)
+    for model in catalog.models().values():
+        for fact in ("weight_bytes", "num_hidden_layers", "num_key_value_heads", "head_dim"):
+            assert model.sources.get(fact), (model.id, fact)
+
+
+def test_api_table_covers_every_vllm_release_from_084_without_overlap():
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    rows = [r for r in api_table() if r["engine"] == "vllm" and not r.get("deprecated")]
+    for v in ["0.8.4", "0.9.2", "0.10.2", "0.11.0", "0.11.2", "0.12.0", "0.20.0", "0.33.0"]:
+        hits = [r for r in rows if SpecifierSet(r["versions"]).contains(Version(v))]
+        assert len(hits) == 1, (v, hits)
+
+
+def _findings(tree, text: str) -> set[str]:
+    root = tree({"profiles/p.toml": text})
+    return {f.rule for f in check(load(root / "profiles/p.toml")).active()}
+
+
+def _stack(**packages: str) -> str:
+    body = "\n".join(f'{k} = "{v}"' for k, v in packages.items())
+    return re.sub(r"\[packages\]\n(.*?\n)\n", f"[packages]\n{body}\n\n", BASE_PROFILE, flags=re.S)
+
+
+CASES = [
+    # (what, profile text, rule that must fire)
+    ("aimv2: vLLM 0.9.2 + transformers 4.54.0", _stack(vllm="0.9.2", transformers="4.54.0", xgrammar="0.1.19"), "vllm-transformers-aimv2"),
+    ("transformers 5 on vLLM 0.11.0", _stack(vllm="0.11.0", transformers="5.0.0", xgrammar="0.1.25"), "vllm-transformers-v5-tokenizer"),
+    ("transformers unpinned on vLLM 0.11.0", _stack(vllm="0.11.0", xgrammar="0.1.25"), "vllm-transformers-unpinned"),
+    (
+        "guided_json on vLLM 0.12",
+        _stack(vllm="0.12.0", transformers="4.57.1", xgrammar="0.1.27").replace('name = "vllm"', 'name = "vllm"\nargs = { guided_json = "{}" }'),
+        "vllm-guided-json-removed",
+    ),
+    (
+        "flashinfer without nvcc",
+        _stack(vllm="0.9.2", transformers="4.53.0", xgrammar="0.1.19", **{"flashinfer-python": "0.2.6.post1"}).replace("nvidia/cuda:12.4.1-devel-ubuntu22.04", "debian_slim"),
+        "flashinfer-jit-needs-nvcc",
+    ),
+    ("vLLM 0.20 wheels on Ubuntu 20.04", _stack(vllm="0.20.0", transformers="4.57.1").replace("12.4.1-devel-ubuntu22.04", "12.8.0-devel-ubuntu20.04"), "vllm-wheel-glibc-2.35"),
+    ("an old engine whose structured-output API is unverified", _stack(vllm="0.7.3", transformers="4.48.0"), "vllm-structured-output-api-unverified"),
+]
+
+
+@pytest.mark.parametrize("what,text,rule", CASES, ids=[c[0] for c in CASES])
+def test_rule_fires(tree, what, text, rule):
+    assert rule in _findings(tree, text)
+
+
+def test_known_good_baseline_fires_no_error(tree):
+    root = tree({"profiles/p.toml": BASE_PROFILE})
+    report = check(load(root / "profiles/p.toml"))
+    assert report.count("error") == 0, [f.rule for f in report.active()]
+
+
+def test_aimv2_boundary_is_exact(tree):
+    # 4.53.3 is the last release before the conflicting config; 0.10.0 carries the fix.
+    assert "vllm-transformers-aimv2" not in _findings(tree, _stack(vllm="0.9.2", transformers="4.53.3", xgrammar="0.1.19"))
+    assert "vllm-transformers-aimv2" not in _findings(tree, _stack(vllm="0.10.0", transformers="4.54.0", xgrammar="0.1.21"))
+
+
+def test_sglang_profile_passes_with_its_unverified_warning():
+    from .conftest import PROFILES
+
+    report = check(load(PROFILES / "qwen3-coder-30b-sglang.toml"))
+    assert not report.failed()
+    assert any(f.rule == "sglang-unverified-stack" and f.severity == "warning" for f in report.active())
+
+
+def test_sglang_without_libnuma_on_a_slim_image(tree):
+    from .conftest import PROFILES
+
+    text = (PROFILES / "qwen3-coder-30b-sglang.toml").read_text()
+    text = text.replace('apt_packages = ["libnuma1"]', "").replace("nvidia/cuda:12.8.0-devel-ubuntu22.04", "debian_slim").replace('schema = "schemas/ir-v1.json"', "")
+    found = _findings(tree, text)
+    assert found & {"sgl-kernel-libnuma", "sglang-kernel-libnuma"}, found
