@@ -49,6 +49,7 @@ class Closure:
 
     packages: dict[str, Version]
     via: dict[str, str] = field(default_factory=dict)
+    build_from_source: list[str] = field(default_factory=list)  # "name==version" the image builds from an sdist
 
 
 @dataclass
@@ -149,11 +150,11 @@ def facts_for(loaded: LoadedProfile, closure: Closure | None = None) -> Facts:
     )
 
 
-def check(loaded: LoadedProfile, closure: Closure | None = None) -> Report:
+def check(loaded: LoadedProfile, closure: Closure | None = None, closure_note: str | None = None) -> Report:
     """Every finding for one profile; `[[allow]]` entries mark findings as allowed rather than dropping them."""
     facts = facts_for(loaded, closure)
     findings = evaluate(facts)
-    computed = _Computed(loaded, facts)
+    computed = _Computed(loaded, facts, closure)
     findings += computed.run()
     for f in findings:
         f.file = loaded.file_of(f.keys[0]) if f.keys else loaded.display
@@ -162,7 +163,7 @@ def check(loaded: LoadedProfile, closure: Closure | None = None) -> Report:
     findings.sort(key=lambda f: (order[f.severity], f.rule))
     notes = []
     if closure is None:
-        notes.append("closure not checked: no lockfile, so only the pinned packages were checked (run `kit lock`)")
+        notes.append(closure_note or "closure not checked: no lockfile, so only the pinned packages were checked (run `kit lock`)")
     return Report(profile=loaded.display, name=loaded.profile.name, findings=findings, closure_checked=closure is not None, notes=notes)
 
 
@@ -208,8 +209,9 @@ def _round_down(n: float) -> int:
 class _Computed:
     """The rules declared `computed = true` in data/rules/computed.toml."""
 
-    def __init__(self, loaded: LoadedProfile, facts: Facts):
+    def __init__(self, loaded: LoadedProfile, facts: Facts, closure: Closure | None = None):
         self.loaded = loaded
+        self.closure = closure
         self.p = loaded.profile
         self.facts = facts
         self.rules = rules_by_id()
@@ -234,6 +236,7 @@ class _Computed:
     def run(self) -> list[Finding]:
         self.engine_package()
         self.pins_against_metadata()
+        self.built_from_source()
         self.gpu_count()
         self.tensor_parallel()
         self.dtype()
@@ -300,6 +303,12 @@ class _Computed:
                         other=other,
                         other_version=str(pinned),
                     )
+
+    def built_from_source(self) -> None:
+        """Packages the lock takes as sdists (kit/data/sdists.toml): the image builds them."""
+        for item in self.closure.build_from_source if self.closure else []:
+            name, _, version = item.partition("==")
+            self.emit("lock-builds-from-source", keys=[f"packages.{name}"], package=name, version=version)
 
     # -- hardware -------------------------------------------------------------------------------
 

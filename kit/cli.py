@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
-from kit.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, KitError
+from kit.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, KitError, UsageError
 
 EXIT_CODES = """\
 Exit codes: 0 clean; 1 findings of severity error (warnings too with --strict), or an operation
@@ -72,15 +73,80 @@ def check(
     for path in paths:
         try:
             loaded = load(path)
-            from kit.lockfile import closure_for
+            from kit.lockfile import closure_for, closure_note
 
-            reports.append(run_check(loaded, closure_for(loaded)))
+            reports.append(run_check(loaded, closure_for(loaded), closure_note(loaded)))
         except KitError as exc:
             bad.append(exc)
     output.print_reports(reports, bad, format.value, strict=strict)
     if bad:
         raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(EXIT_FINDINGS if any(r.failed(strict) for r in reports) else EXIT_OK)
+
+
+@app.command()
+def lock(
+    profiles: ProfilesArg = None,
+    check_only: Annotated[bool, typer.Option("--check", help="Only say whether each lockfile exists and is fresh (exit 1 if not); no network.")] = False,
+    upgrade_package: Annotated[
+        Optional[list[str]], typer.Option("--upgrade-package", "-P", help="Move this package to its newest allowed version, keeping every other one (repeatable).")
+    ] = None,
+    upgrade: Annotated[bool, typer.Option("--upgrade", "-U", help="Resolve from scratch instead of starting from the existing lockfile.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show uv's own output.")] = False,
+) -> None:
+    """Resolve each profile's whole dependency closure with uv into profiles/<name>.lock (hashes, deterministic)."""
+    from kit.load import load
+
+    if check_only and (upgrade_package or upgrade):
+        _fail(UsageError("--check only reads lockfiles; it cannot be combined with --upgrade or --upgrade-package"))
+    try:
+        paths = _profiles(profiles)
+    except KitError as exc:
+        _fail(exc)
+    if check_only:
+        from kit.lockfile import status
+
+        bad = 0
+        for path in paths:
+            try:
+                loaded = load(path)
+            except KitError as exc:
+                from kit.output import print_error
+
+                print_error(exc)
+                raise typer.Exit(EXIT_USAGE) from None
+            st = status(loaded)
+            rel = loaded.rel(st.path)
+            if st.state == "fresh":
+                sys.stdout.write(f"{rel}: fresh\n")
+            else:
+                bad += 1
+                sys.stdout.write(f"{rel}: {st.state}: {st.reason} (run `kit lock {loaded.display}`)\n")
+        raise typer.Exit(EXIT_FINDINGS if bad else EXIT_OK)
+
+    from kit.output import print_error
+    from kit.resolve import IndexUnreachable, lock_profile
+
+    code = EXIT_OK
+    for path in paths:
+        try:
+            loaded = load(path)
+            result = lock_profile(loaded, upgrade=upgrade_package or (), upgrade_all=upgrade, verbose=verbose)
+        except IndexUnreachable as exc:
+            print_error(exc)
+            raise typer.Exit(exc.exit_code) from None
+        except KitError as exc:
+            print_error(exc)
+            code = max(code, exc.exit_code)
+            continue
+        verb = "written" if result.written else "unchanged"
+        extra = f"; builds from source: {', '.join(result.build_from_source)}" if result.build_from_source else ""
+        sys.stdout.write(f"{result.display}: {verb} ({result.packages} packages{extra})\n")
+        for change in result.changes:
+            sys.stdout.write(f"  {change}\n")
+        for note in result.notes:
+            sys.stdout.write(f"  note: {note}\n")
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -105,6 +171,407 @@ def rules(
         output.print_rules(list(all_rules()), format.value)
     except KitError as exc:
         _fail(exc)
+
+
+@app.command()
+def render(
+    profile: Annotated[Path, typer.Argument(help="The profile file to render.", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Directory to write into; default: build/<profile name>.")] = None,
+) -> None:
+    """Render a profile into a Modal app bundle: app.py, requirements.txt, manifest.json (+ schema.json).
+
+    Exit 1 when kit cannot render the profile's engine version (no structured-output API data for it).
+    """
+    from kit.load import load
+    from kit.render import default_out_dir, render as render_bundle, write
+
+    try:
+        loaded = load(profile)
+        bundle = render_bundle(loaded)
+    except KitError as exc:
+        _fail(exc)
+    target = out if out is not None else default_out_dir(loaded)
+    write(bundle, target)
+    if bundle.manifest["lock_hash"] is None:
+        sys.stderr.write(f"warning: {loaded.display} has no lockfile, so the image is not locked: it installs the pins and resolves the rest at build time\n  fix: run `kit lock {loaded.display}`\n")
+    sys.stdout.write(f"{target}: {', '.join(bundle.files)} (bundle {bundle.hash[:12]})\n")
+
+
+class DiffFormat(str, Enum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+# click's UsageError, whether typer vendors click or not (BadParameter derives from it).
+_ClickUsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+class _DiffCommand(TyperCommand):
+    """`kit diff` keeps terraform's exit codes, so a usage error (click's 2) must exit 1 there."""
+
+    def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return super().make_context(*args, **kwargs)
+        except _ClickUsageError as exc:
+            exc.exit_code = EXIT_FINDINGS
+            raise
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except _ClickUsageError as exc:  # values typer converts late (enums)
+            exc.exit_code = EXIT_FINDINGS
+            raise
+
+
+DIFF_EXIT_CODES = """\
+Exit codes (like `terraform plan -detailed-exitcode`, and unlike the rest of kit): 0 no change;
+2 changes; 1 error, bad input included (a profile that does not load, an unknown git ref).
+"""
+
+
+@app.command(cls=_DiffCommand, help="Show what a profile change means: packages, lockfile, GPU cost, memory headroom, findings.\n\n"
+             "Compares resolved profiles (after `extends` and defaults): `kit diff OLD NEW` for two files, or "
+             "`kit diff --git BASE` for every profile whose resolved form or lockfile differs between a git ref "
+             "and the working tree (no checkout; a parent's change shows in every child). Cost per 1,000 requests "
+             "is GPU price x latency, one request at a time, at smoke.latency_budget_s (or --latency).\n\n" + DIFF_EXIT_CODES)
+def diff(
+    files: Annotated[Optional[list[Path]], typer.Argument(help="OLD NEW: two profile files.", show_default=False)] = None,
+    git: Annotated[Optional[str], typer.Option("--git", metavar="BASE", help="Compare the working tree with this git ref (e.g. origin/main).")] = None,
+    format: Annotated[DiffFormat, typer.Option("--format", "-f", help="text, markdown (a PR comment) or json.")] = DiffFormat.text,
+    rendered: Annotated[bool, typer.Option("--rendered", help="Include the rendered app's unified diff.")] = False,
+    latency: Annotated[Optional[float], typer.Option("--latency", metavar="SECONDS", min=0.001, help="Latency per request for the cost figures, instead of smoke.latency_budget_s.")] = None,
+) -> None:
+    from kit.errors import EXIT_FINDINGS as EXIT_ERROR
+    from kit.output import print_error
+
+    try:
+        from kit.diff import diff_files, diff_ref
+        from kit.diff_format import render
+
+        if git is not None and files:
+            raise UsageError("give either OLD NEW or --git BASE, not both", fix="kit diff --git origin/main, or kit diff old.toml new.toml")
+        if git is not None:
+            diffs, title = diff_ref(Path.cwd(), git, rendered=rendered, latency_s=latency), f"{git} -> working tree"
+        elif files and len(files) == 2:
+            diffs, title = diff_files(files[0], files[1], rendered=rendered, latency_s=latency), f"{files[0]} -> {files[1]}"
+            diffs = [d for d in diffs if d.changed]
+        else:
+            raise UsageError("kit diff needs two profile files, or --git BASE", fix="kit diff old.toml new.toml, or kit diff --git origin/main")
+        sys.stdout.write(render(diffs, format.value, title))
+    except KitError as exc:
+        print_error(exc)
+        raise typer.Exit(EXIT_ERROR) from None
+    raise typer.Exit(2 if diffs else EXIT_OK)
+
+
+@app.command()
+def fmt(
+    profiles: ProfilesArg = None,
+    check: Annotated[bool, typer.Option("--check", help="Change nothing; exit 1 when a file is not in canonical layout, and name it.")] = False,
+    show_diff: Annotated[bool, typer.Option("--diff", help="Print what would change, as a unified diff (implies --check).")] = False,
+) -> None:
+    """Rewrite profiles in kit's one canonical layout (key order, spacing, quoting), keeping comments."""
+    import difflib
+
+    from kit.fmt import format_file
+
+    try:
+        paths = _profiles(profiles)
+    except KitError as exc:
+        _fail(exc)
+    check = check or show_diff
+    changed, bad = [], []
+    for path in paths:
+        try:
+            old, new = format_file(path, write=not check)
+        except KitError as exc:
+            bad.append(exc)
+            continue
+        if old != new:
+            changed.append(path)
+            try:
+                path = path.resolve().relative_to(Path.cwd().resolve())
+            except ValueError:
+                pass
+            if show_diff:
+                sys.stdout.writelines(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), f"{path}", f"{path} (kit fmt)"))
+            sys.stdout.write(f"{'would reformat' if check else 'reformatted'} {path}\n")
+    for exc in bad:
+        from kit.output import print_error
+
+        print_error(exc)
+    if not check:
+        sys.stdout.write(f"{len(changed)} reformatted, {len(paths) - len(changed) - len(bad)} already canonical\n")
+    if bad:
+        raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(EXIT_FINDINGS if check and changed else EXIT_OK)
+
+
+# --- deploy, history, status, rollback (kit/deploy.py; Modal only through kit/target.py) ---------
+
+
+class TextOrJson(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def _history(readonly: bool):
+    """The deploy history under KIT_STATE_DIR; None for a read-only look when none exists yet."""
+    from kit.history import History
+    from kit.settings import Settings
+
+    state_dir = Settings().state_dir
+    if readonly and not (state_dir / "history.db").exists():
+        return None
+    return History.open(state_dir, readonly=readonly)
+
+
+def _app_name(app_arg: Optional[str], history) -> str:
+    from kit.errors import UsageError
+
+    if app_arg and app_arg.endswith(".toml") and Path(app_arg).is_file():
+        from kit.load import load
+
+        return load(Path(app_arg)).profile.app.name
+    if app_arg:
+        return app_arg
+    apps = history.apps() if history is not None else []
+    if len(apps) == 1:
+        return apps[0]
+    raise UsageError(
+        "name the app" + (f": kit's history has {', '.join(apps)}" if apps else ": kit's history has no revisions yet"),
+        fix="pass the Modal app name (or its profile file) as the argument",
+    )
+
+
+def _rev_number(value: Optional[str]) -> Optional[int]:
+    from kit.errors import UsageError
+
+    if value is None:
+        return None
+    raw = value.lower().removeprefix("r")
+    if not raw.isdigit():
+        raise UsageError(f"--to {value!r} is not a revision number", fix="write --to 3 or --to r3 (see `kit history`)")
+    return int(raw)
+
+
+def _context(history):
+    from kit import deploy_view as view
+    from kit.deploy import Context
+    from kit.settings import Settings
+    from kit.target import get_target
+
+    settings = Settings()
+    return Context(history=history, target=get_target(), deploy_timeout=settings.deploy_timeout_s, modal_timeout=settings.modal_timeout_s, echo=view.echo, on_output=view.build_output)
+
+
+@app.command()
+def deploy(
+    profile: Annotated[Path, typer.Argument(help="The profile to deploy.", show_default=False)],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check, verify the lock, render and print the plan; deploy nothing. Needs no Modal account.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Deploy without asking (required when there is no terminal).")] = False,
+    atomic: Annotated[Optional[bool], typer.Option("--atomic/--no-atomic", help="Roll back to the last good revision automatically when the smoke test fails. Default: on without a terminal, off with one.", show_default=False)] = None,
+    break_lock: Annotated[bool, typer.Option("--break-lock", help="Break the app's deploy lock left by a process that no longer runs (its pending revision is marked failed).")] = False,
+    format: Annotated[TextOrJson, typer.Option("--format", "-f", help="Plan as text or json (json with --dry-run).")] = TextOrJson.text,
+) -> None:
+    """Deploy a profile to Modal: check, lock, render, plan, deploy, smoke-test, record (exit 1: failed)."""
+    from kit import deploy_view as view
+    from kit.deploy import plan as make_plan
+    from kit.deploy import prepare, require_credentials
+    from kit.deploy import deploy as run_deploy
+    from kit.errors import OperationError, UsageError
+    from kit.load import load
+
+    try:
+        interactive = sys.stdin.isatty()
+        history = None
+        if not dry_run:
+            # Both before any work that takes time: a deploy that cannot happen says so at once.
+            from kit.target import get_target
+
+            require_credentials(get_target())
+            if not yes and not interactive:
+                raise UsageError("no terminal to confirm the deploy on", fix="pass --yes to deploy without a question (CI), or --dry-run to only see the plan")
+        loaded = load(profile)
+        prep = prepare(loaded)
+        history = _history(readonly=dry_run)
+        plan = make_plan(prep, history)
+        if format is TextOrJson.json:
+            view.print_plan_json(plan)
+        else:
+            view.print_plan(plan, dry_run=dry_run)
+        if dry_run:
+            raise typer.Exit(EXIT_FINDINGS if plan.blockers else EXIT_OK)
+        if plan.blockers:
+            raise OperationError(f"{len(plan.blockers)} blocker(s) stop this deploy (listed above); nothing was deployed", fix="fix them, then run `kit deploy` again")
+        if not yes and not typer.confirm(f"Deploy {loaded.display} to {plan.app}?", default=False):
+            sys.stderr.write("not deployed\n")
+            raise typer.Exit(EXIT_OK)
+        outcome = run_deploy(prep, _context(history), atomic=(not interactive) if atomic is None else atomic, break_lock=break_lock)
+        view.print_outcome(outcome)
+        raise typer.Exit(EXIT_OK if outcome.ok else EXIT_FINDINGS)
+    except KitError as exc:
+        _fail(exc)
+
+
+@app.command()
+def history(
+    app_name: Annotated[Optional[str], typer.Argument(metavar="[APP]", help="Modal app name (or its profile file); default: every app.", show_default=False)] = None,
+    format: Annotated[TextOrJson, typer.Option("--format", "-f", help="text (a table) or json.")] = TextOrJson.text,
+) -> None:
+    """List the revisions kit deployed: status, who, when, bundle, Modal version, smoke result."""
+    from kit import deploy_view as view
+
+    try:
+        hist = _history(readonly=True)
+        app_filter = _app_name(app_name, hist) if app_name else None
+        revs = hist.revisions(app_filter) if hist is not None else []
+        view.print_history(revs, format.value)
+    except KitError as exc:
+        _fail(exc)
+
+
+@app.command()
+def status(
+    app_name: Annotated[Optional[str], typer.Argument(metavar="[APP]", help="Modal app name (or its profile file); default: every app.", show_default=False)] = None,
+    format: Annotated[TextOrJson, typer.Option("--format", "-f", help="text or json.")] = TextOrJson.text,
+) -> None:
+    """Show each app's current revision and whether Modal's history agrees (exit 1: drift)."""
+    from kit import deploy_view as view
+    from kit.deploy import status as app_status
+    from kit.settings import Settings
+    from kit.target import get_target
+
+    try:
+        hist = _history(readonly=True)
+        if hist is None:
+            from kit.errors import UsageError
+
+            raise UsageError(f"kit has no deploy history yet ({Settings().state_dir / 'history.db'})", fix="deploy with `kit deploy PROFILE`, or set KIT_STATE_DIR to where the history is")
+        apps = [_app_name(app_name, hist)] if app_name else hist.apps()
+        statuses = [app_status(a, hist, get_target(), Settings().modal_timeout_s) for a in apps]
+        view.print_status(statuses, format.value)
+        raise typer.Exit(EXIT_FINDINGS if any(s.drift for s in statuses) else EXIT_OK)
+    except KitError as exc:
+        _fail(exc)
+
+
+@app.command()
+def rollback(
+    app_name: Annotated[Optional[str], typer.Argument(metavar="[APP]", help="Modal app name (or its profile file); default: the only app in the history.", show_default=False)] = None,
+    to: Annotated[Optional[str], typer.Option("--to", help="Revision to return to (3 or r3); default: the previous good one.", show_default=False)] = None,
+    break_lock: Annotated[bool, typer.Option("--break-lock", help="Break a deploy lock left by a process that no longer runs.")] = False,
+) -> None:
+    """Redeploy a stored revision's bundle (never the working copy), recorded as a new revision (exit 1: failed)."""
+    from kit import deploy_view as view
+    from kit.deploy import require_credentials
+    from kit.deploy import rollback as run_rollback
+    from kit.target import get_target
+
+    try:
+        number = _rev_number(to)
+        require_credentials(get_target())
+        hist = _history(readonly=False)
+        outcome = run_rollback(_app_name(app_name, hist), _context(hist), to=number, break_lock=break_lock)
+        view.print_outcome(outcome)
+        raise typer.Exit(EXIT_OK if outcome.ok else EXIT_FINDINGS)
+    except KitError as exc:
+        _fail(exc)
+
+
+# --- bench (kit/bench.py) ------------------------------------------------------------------------
+
+
+@app.command()
+def bench(
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="A URL (kit's /generate + /health, or OpenAI-compatible with --openai), or a deployed app: APP or APP@r3.", show_default=False)],
+    openai: Annotated[bool, typer.Option("--openai", help="The URL is an OpenAI-compatible server: POST /v1/chat/completions (streamed), GET /v1/models.")] = False,
+    model: Annotated[Optional[str], typer.Option("--model", help="OpenAI: the served model name; default: the first of GET /v1/models.")] = None,
+    concurrency: Annotated[str, typer.Option("--concurrency", "-c", help="Comma-separated levels of requests in flight at once.")] = "1,4,16,32",
+    requests: Annotated[Optional[int], typer.Option("--requests", "-n", min=1, help="Requests per level; default: max(8, 2 x concurrency).")] = None,
+    profile: Annotated[Optional[Path], typer.Option("--profile", help="Take the prompt, max_tokens, schema and GPU from this profile's [smoke] and [gpu].")] = None,
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help="Prompt text (overrides the profile's).")] = None,
+    schema: Annotated[Optional[Path], typer.Option("--schema", help="JSON schema file the output is constrained to and validated against.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Output token limit per request; default: the profile's, else 256.")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, max=2.0, help="Sampling temperature; default: the server's.")] = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU type serving the target, for the cost column (e.g. H200); default: the profile's.")] = None,
+    gpu_count: Annotated[Optional[int], typer.Option("--gpu-count", min=1, help="GPUs per container; default: the profile's, else 1.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=1.0, max=3600.0, help="Seconds one request may take.")] = 120.0,
+    warmup_timeout: Annotated[float, typer.Option("--warmup-timeout", min=1.0, max=3600.0, help="Seconds the health check and the warm-up request may take (a cold start).")] = 900.0,
+    warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", help="Send one request before the sweep, not counted.")] = True,
+    format: Annotated[TextOrJson, typer.Option("--format", "-f", help="text (a table) or json.")] = TextOrJson.text,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the JSON report to this file.")] = None,
+) -> None:
+    """Measure a served model: a sweep over concurrency with latency, tokens/s, requests/s, strict-JSON share and cost (exit 1: requests failed)."""
+    import json
+
+    from kit import bench as b
+
+    try:
+        levels = tuple(int(v) for v in concurrency.split(",") if v.strip())
+    except ValueError:
+        _fail(UsageError(f"--concurrency {concurrency!r} is not a list of numbers", fix="write e.g. --concurrency 1,4,16,32"))
+    try:
+        url, app_name, number = b.split_target(target)
+        work = b.Workload()
+        if url is not None:
+            ep = b.Endpoint(base_url=url, protocol="openai" if openai else "kit", model=model)
+        else:
+            hist = _history(readonly=True)
+            rev = (hist.get(app_name, number) if number is not None else hist.current(app_name)) if hist is not None else None
+            if rev is None:
+                which = f"r{number}" if number is not None else "a deployed revision"
+                raise UsageError(f"kit's history has no {which} of {app_name!r}", fix="see `kit history`, or pass the endpoint's URL")
+            ep = b.endpoint_from_revision(rev)
+            ep.model = model or ep.model
+            work = b.workload_from_profile(rev.profile, rev.profile_texts)
+        if profile is not None:
+            from kit.load import load
+
+            loaded = load(profile)
+            work = b.workload_from_profile(loaded.profile.model_dump(mode="json", by_alias=True), loaded.texts)
+            ep.gpu = ep.gpu or loaded.profile.gpu.type
+            ep.gpu_count = loaded.profile.gpu.count if gpu_count is None else ep.gpu_count
+        if prompt is not None:
+            work.prompt = prompt
+        if schema is not None:
+            try:
+                work.schema = json.loads(schema.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"cannot read the schema {schema}: {exc}", key="--schema", fix="pass a JSON schema file") from None
+        work.max_tokens = max_tokens or work.max_tokens
+        work.temperature = temperature
+        ep.gpu = gpu or ep.gpu
+        ep.gpu_count = gpu_count or ep.gpu_count
+        price = b.gpu_price(ep.gpu)
+        report = _run_bench(b, ep, work, levels, requests, timeout, warmup_timeout, warmup, price, show=format == TextOrJson.text)
+    except KitError as exc:
+        _fail(exc)
+    data = json.dumps(report.as_dict(), indent=2)
+    if output is not None:
+        output.write_text(data + "\n", encoding="utf-8")
+    sys.stdout.write(data + "\n" if format == TextOrJson.json else b.format_text(report))
+    raise typer.Exit(EXIT_FINDINGS if report.errors else EXIT_OK)
+
+
+def _run_bench(b, ep, work, levels, requests, timeout, warmup_timeout, warmup, price, *, show: bool):
+    """kit.bench.run with a progress bar on stderr (when it is a terminal and the output is text)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    kwargs = dict(concurrency=levels, requests=requests, timeout=timeout, warmup_timeout=warmup_timeout, warmup=warmup, price_per_hour=price)
+    if not (show and console.is_terminal):
+        return b.run(ep, work, **kwargs)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("warming up", total=None)
+
+        def on_level(c: int, n: int) -> None:
+            bar.reset(task, total=n, description=f"concurrency {c}")
+
+        return b.run(ep, work, on_level=on_level, on_sample=lambda c, s: bar.advance(task), **kwargs)
 
 
 def main() -> None:

@@ -3,12 +3,19 @@
 Format: a pip/uv requirements file with hashes (so the image installs it with --require-hashes),
 preceded by a header of `# kit-lock: key = value` lines. uv's `# via` comments are kept: they say
 which pinned package brought each transitive one in.
+
+This module is on `kit check`'s path: it reads and judges lockfiles and never runs the resolver
+(kit/resolve.py does that, for `kit lock`). Freshness is a hash over what affects resolution only
+(see `resolution_inputs`), so `kit lock --check` and `kit check` answer without the network.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -18,6 +25,14 @@ from kit.errors import ProfileError
 from kit.load import LoadedProfile
 
 HEADER = "# kit-lock: "
+# Bump when the lock's layout or kit's way of resolving changes: every lock becomes stale.
+FORMAT = "1"
+# Wheels only: an sdist would be built (often: CUDA code compiled) while the image builds.
+# Exceptions are kit/data/sdists.toml packages pinned exactly by the profile (see resolve.py).
+RESOLVER_OPTIONS = ("--only-binary", ":all:", "--index-strategy", "first-index")
+# Platform assumed when kit does not know the base image's glibc (recorded in the header).
+FALLBACK_GLIBC = "2.28"
+
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
 
 
@@ -29,13 +44,122 @@ class Lock:
     via: dict[str, list[str]] = field(default_factory=dict)
     text: str = ""
 
+    @property
+    def body(self) -> str:
+        """The requirements without kit's header: what pip/uv install with --require-hashes."""
+        lines = self.text.splitlines(keepends=True)
+        i = 0
+        while i < len(lines) and (lines[i].startswith("#") or not lines[i].strip()):
+            i += 1
+        return "".join(lines[i:])
+
+    @property
+    def build_from_source(self) -> list[str]:
+        """`name==version` of the packages the image builds from an sdist (none by default)."""
+        raw = self.header.get("build-from-source", "none")
+        return [] if raw in ("", "none") else raw.split()
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything that decides what the resolver picks, and nothing else (no schema files, no GPU)."""
+
+    requirements: tuple[str, ...]  # sorted `name==version` / `sglang[srt]==...`
+    engine: str
+    python: str
+    platform: str
+    platform_assumed: bool  # the base image's glibc is unknown to kit: FALLBACK_GLIBC assumed
+    index_url: str | None
+    extra_index_urls: tuple[str, ...]
+    sdist_allowed: tuple[str, ...]  # pinned packages kit may take as sdists (kit/data/sdists.toml)
+
+    def hash(self) -> str:
+        doc = {
+            "format": FORMAT,
+            "requirements": list(self.requirements),
+            "engine": self.engine,
+            "python": self.python,
+            "platform": self.platform,
+            "index_url": self.index_url,
+            "extra_index_urls": list(self.extra_index_urls),
+            "resolver": list(RESOLVER_OPTIONS),
+            "sdist_allowed": list(self.sdist_allowed),
+        }
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
 
 def lock_path(loaded: LoadedProfile) -> Path:
     return loaded.path.with_suffix(".lock")
 
 
+# -- what the resolver is asked ------------------------------------------------------------------
+
+
+def engine_extras(engine: str, packages: dict[str, str]) -> dict[str, str]:
+    """Extras kit adds to the engine requirement: package -> extra.
+
+    SGLang up to 0.5.2 keeps its server runtime (sgl-kernel, torch, flashinfer, fastapi, uvicorn,
+    torchao, outlines, ...) in the `srt` extra; the bare package cannot serve. Later releases moved
+    it into the base requirements. vLLM needs no extra.
+    """
+    version = packages.get("sglang")
+    if engine == "sglang" and version is not None and Version(version) <= Version("0.5.2"):
+        return {"sglang": "srt"}
+    return {}
+
+
+@cache
+def sdist_allowlist() -> dict[str, dict[str, str]]:
+    """kit/data/sdists.toml: packages that may be installed from an sdist when pinned exactly."""
+    from kit import catalog
+
+    return {canonicalize_name(row["package"]): row for row in catalog.data_file("sdists.toml").get("sdist", [])}
+
+
+def platform_for(base: str) -> tuple[str, bool]:
+    """uv's --python-platform for a base image: x86_64-manylinux_<glibc>; (platform, assumed)."""
+    from kit.check import image_facts
+
+    glibc = image_facts(base)["glibc"]
+    assumed = glibc is None
+    text = FALLBACK_GLIBC if assumed else str(glibc)
+    major, _, minor = text.partition(".")
+    return f"x86_64-manylinux_{major}_{minor or 0}", assumed
+
+
+def resolution_inputs(loaded: LoadedProfile) -> Inputs:
+    p = loaded.profile
+    extras = engine_extras(p.engine.name, p.packages)
+    reqs = []
+    for name, version in p.packages.items():
+        extra = f"[{extras[name]}]" if name in extras else ""
+        reqs.append(f"{name}{extra}=={version}")
+    platform, assumed = platform_for(p.image.base)
+    allowed = sdist_allowlist()
+    return Inputs(
+        requirements=tuple(sorted(reqs)),
+        engine=p.engine.name,
+        python=p.image.python,
+        platform=platform,
+        platform_assumed=assumed,
+        index_url=p.image.index_url,
+        extra_index_urls=tuple(p.image.extra_index_urls),
+        sdist_allowed=tuple(sorted(n for n in p.packages if n in allowed)),
+    )
+
+
+def resolution_hash(loaded: LoadedProfile) -> str:
+    return resolution_inputs(loaded).hash()
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
 def parse(path: Path) -> Lock:
-    text = path.read_text(encoding="utf-8")
+    return parse_text(path.read_text(encoding="utf-8"), path)
+
+
+def parse_text(text: str, path: Path) -> Lock:
     header: dict[str, str] = {}
     packages: dict[str, Version] = {}
     via: dict[str, list[str]] = {}
@@ -65,20 +189,79 @@ def parse(path: Path) -> Lock:
     return Lock(path=path, header=header, packages=packages, via=via, text=text)
 
 
+@dataclass
+class Status:
+    state: str  # "fresh" | "stale" | "missing"
+    path: Path
+    lock: Lock | None = None
+    reason: str = ""
+
+
+_memo: dict[tuple[Path, int, int, str], Status] = {}
+
+
+def status(loaded: LoadedProfile) -> Status:
+    """Whether the profile's lockfile exists and was resolved from exactly these inputs (offline)."""
+    path = lock_path(loaded)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return Status("missing", path, reason="no lockfile")
+    want = resolution_hash(loaded)
+    key = (path, st.st_mtime_ns, st.st_size, want)
+    if key in _memo:
+        return _memo[key]
+    try:
+        lock = parse(path)
+    except ProfileError as exc:
+        result = Status("stale", path, reason=exc.message)
+    else:
+        if lock.header.get("profile-hash") != want:
+            result = Status("stale", path, lock, reason="the profile's packages, engine, Python, platform or index changed since it was locked")
+        else:
+            result = Status("fresh", path, lock)
+    _memo.clear()
+    _memo[key] = result
+    return result
+
+
 def closure_for(loaded: LoadedProfile):
     """The lock's closure for kit check, when a lockfile exists and is fresh; None otherwise."""
     from kit.check import Closure
 
-    path = lock_path(loaded)
-    if not path.exists():
+    st = status(loaded)
+    if st.state != "fresh" or st.lock is None:
         return None
-    lock = parse(path)
-    if lock.header.get("profile-hash") != loaded.content_hash():
-        return None
+    lock = st.lock
     via: dict[str, str] = {}
     for name, parents in lock.via.items():
-        names = [canonicalize_name(p.split()[0]) for p in parents if p and not p.startswith("-r")]
+        names = [canonicalize_name(p.split()[0]) for p in parents if p and not p.startswith("-")]
         described = [f"{p} {lock.packages[p]}" for p in names if p in lock.packages]
         if described:
             via[name] = ", ".join(described)
-    return Closure(packages=dict(lock.packages), via=via)
+    return Closure(packages=dict(lock.packages), via=via, build_from_source=lock.build_from_source)
+
+
+def closure_note(loaded: LoadedProfile) -> str | None:
+    """Why the closure was not checked, for kit check's report (None when the lock is fresh)."""
+    st = status(loaded)
+    if st.state == "missing":
+        return f"closure not checked: no lockfile ({loaded.rel(st.path)}), so only the pinned packages were checked (run `kit lock`)"
+    if st.state == "stale":
+        return f"closure not checked: {loaded.rel(st.path)} is stale ({st.reason}), so only the pinned packages were checked (run `kit lock`)"
+    return None
+
+
+def requirements_for_image(loaded: LoadedProfile) -> str | None:
+    """The hashed requirements the image installs (`pip install --require-hashes --no-deps -r`).
+
+    None when the profile has no lockfile. A stale lockfile is an error: an image built from it would
+    not be the stack the profile describes. Packages in `Lock.build_from_source` are sdists (the
+    installer must be allowed to build them: no `--only-binary :all:` for those).
+    """
+    st = status(loaded)
+    if st.state == "missing":
+        return None
+    if st.state == "stale" or st.lock is None:
+        raise ProfileError(f"{loaded.rel(st.path)} is stale: {st.reason}", file=loaded.display, fix=f"run `kit lock {loaded.display}`")
+    return st.lock.body

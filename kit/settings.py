@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KIT_", extra="ignore")
 
     state_dir: Path = Field(default_factory=lambda: Path.home() / ".local" / "state" / "kit")
+    # An image build of a CUDA stack takes minutes; an unreachable Modal otherwise blocks ~1 minute per call.
+    deploy_timeout_s: float = Field(2400.0, gt=0, description="Longest a `modal deploy` (build included) may run (KIT_DEPLOY_TIMEOUT_S).")
+    modal_timeout_s: float = Field(60.0, gt=0, description="Longest any other call to Modal may take (KIT_MODAL_TIMEOUT_S).")
 
 
 def _literal(raw: str) -> Any:

@@ -1,0 +1,365 @@
+"""`kit lock`: resolve a profile's whole closure with uv and write profiles/<name>.lock.
+
+uv runs as `uv pip compile` with the profile's pins (plus the engine's extra, see
+lockfile.engine_extras), the image's Python and platform tag, wheels only, hashes, and the existing
+lock as the starting point (so re-locking moves nothing that need not move). uv's own configuration
+files are ignored (`--no-config`) and so are UV_* variables that change what gets resolved; the ones
+kept are transport settings (cache, mirror of the default index, TLS, timeouts, retries). A mirror
+set with UV_DEFAULT_INDEX is recorded in the lock header as the index uv reports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from kit import lockfile
+from kit.errors import EXIT_USAGE, KitError, OperationError, UsageError
+from kit.load import LoadedProfile
+
+INPUT_NAME = "profile"  # the requirements file uv reads; its `# via -r profile` names the profile's pins
+OUTPUT_NAME = "lock.txt"
+# UV_* variables passed through to uv: how to reach the index, never what to resolve.
+UV_TRANSPORT = {
+    "UV_CACHE_DIR",
+    "UV_NO_CACHE",
+    "UV_DEFAULT_INDEX",
+    "UV_INDEX_URL",
+    "UV_NATIVE_TLS",
+    "UV_HTTP_TIMEOUT",
+    "UV_HTTP_RETRIES",
+    "UV_CONCURRENT_DOWNLOADS",
+    "UV_OFFLINE",
+    "UV_INSECURE_HOST",
+    "UV_KEYRING_PROVIDER",
+}
+MAX_EXPLANATION_LINES = 14
+
+_NO_WHEELS = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?) has no usable wheels")
+_NETWORK = re.compile(
+    r"Failed to fetch|error sending request|tcp connect error|Connection refused|dns error|failed to lookup address|"
+    r"timed out|Could not connect|Network is unreachable|No route to host|certificate|Failed to download",
+    re.IGNORECASE,
+)
+
+
+class IndexUnreachable(KitError):
+    """The package index could not be reached: nothing was resolved, nothing written (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+@dataclass
+class LockResult:
+    profile: str  # display path of the profile
+    path: Path
+    display: str  # display path of the lockfile
+    written: bool  # False when the new bytes equal the old ones
+    packages: int
+    changes: list[str] = field(default_factory=list)  # "transformers 4.53.0 -> 4.53.1", "+ foo 1.0", "- bar 2.0"
+    build_from_source: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def uv_bin() -> str:
+    from uv import find_uv_bin
+
+    return find_uv_bin()
+
+
+@cache
+def uv_version() -> str:
+    out = subprocess.run([uv_bin(), "--version"], capture_output=True, text=True, env=uv_env(), check=False).stdout
+    parts = out.split()
+    return parts[1] if len(parts) > 1 else out.strip()
+
+
+def uv_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k in UV_TRANSPORT}
+    env.update(UV_PYTHON_DOWNLOADS="never", NO_COLOR="1", UV_NO_PROGRESS="1")
+    return env
+
+
+def compile_args(inputs: lockfile.Inputs, no_binary: Sequence[str]) -> list[str]:
+    """uv pip compile arguments (after the input file) for these inputs."""
+    args = [
+        "--output-file",
+        OUTPUT_NAME,
+        "--generate-hashes",
+        "--no-header",
+        "--emit-index-url",
+        "--no-config",
+        "--quiet",
+        "--python-version",
+        inputs.python,
+        "--python-platform",
+        inputs.platform,
+        *lockfile.RESOLVER_OPTIONS,
+    ]
+    if inputs.index_url:
+        args += ["--default-index", inputs.index_url]
+    for url in inputs.extra_index_urls:
+        args += ["--index", url]
+    for name in sorted(no_binary):
+        args += ["--no-binary", name]
+    return args
+
+
+def lock_profile(loaded: LoadedProfile, *, upgrade: Sequence[str] = (), upgrade_all: bool = False, verbose: bool = False) -> LockResult:
+    """Resolve one profile and write its lockfile atomically; the old lockfile stays as it was on any failure."""
+    inputs = lockfile.resolution_inputs(loaded)
+    path = lockfile.lock_path(loaded)
+    old: lockfile.Lock | None = None
+    if path.exists():
+        try:
+            old = lockfile.parse(path)
+        except KitError:
+            old = None  # unreadable: resolve from scratch, replace it
+    pins = dict(loaded.profile.packages)
+    notes: list[str] = []
+    wanted = [canonicalize_name(n) for n in upgrade]
+    for name in wanted:
+        if name in pins:
+            notes.append(f"{name} is pinned by the profile ({pins[name]}): --upgrade-package cannot move it; change the pin instead")
+
+    # Sdists allowed (kit/data/sdists.toml, pinned exactly) that the previous lock needed: ask for them at once.
+    no_binary: set[str] = set()
+    if old is not None:
+        for item in old.build_from_source:
+            name, _, version = item.partition("==")
+            name = canonicalize_name(name)
+            if name in inputs.sdist_allowed and pins.get(name) == version:
+                no_binary.add(name)
+
+    with tempfile.TemporaryDirectory(prefix="kit-lock-") as tmp:
+        work = Path(tmp)
+        (work / INPUT_NAME).write_text("".join(f"{r}\n" for r in inputs.requirements), encoding="utf-8")
+        for _attempt in range(len(inputs.sdist_allowed) + 1):
+            out = work / OUTPUT_NAME
+            if old is not None and not upgrade_all:
+                # The starting point: uv keeps these versions where it can. Versions only: uv would copy
+                # hashes from this file rather than read them from the index, so a hand-edited lock
+                # would keep wrong hashes.
+                out.write_text("".join(f"{n}=={v}\n" for n, v in sorted(old.packages.items())), encoding="utf-8")
+            elif out.exists():
+                out.unlink()
+            args = [uv_bin(), "pip", "compile", INPUT_NAME, *compile_args(inputs, sorted(no_binary))]
+            if upgrade_all:
+                args.append("--upgrade")
+            for name in wanted:
+                args += ["--upgrade-package", name]
+            proc = subprocess.run(args, cwd=work, capture_output=True, text=True, env=uv_env(), check=False)
+            if verbose and proc.stderr:
+                import sys
+
+                sys.stderr.write(proc.stderr)
+            if proc.returncode == 0:
+                break
+            retry = _sdists_to_allow(proc.stderr, inputs, pins, no_binary)
+            if not retry:
+                raise explain_failure(proc.stderr, loaded, inputs)
+            no_binary |= retry
+        else:  # pragma: no cover - the loop breaks or raises
+            raise OperationError("uv did not converge on which sdists to allow", file=loaded.display)
+        raw = (work / OUTPUT_NAME).read_text(encoding="utf-8")
+
+    body, index_urls = _split_index_lines(raw)
+    sdists = sorted(f"{n}=={pins[n]}" for n in no_binary)
+    text = render(loaded, inputs, body, index_urls, sdists)
+    new = lockfile.parse_text(text, path)
+    for name in wanted:
+        if name not in new.packages and name not in pins:
+            raise UsageError(f"--upgrade-package {name}: {name} is not in the closure of {loaded.display}", fix="name a package that the lockfile lists")
+    changes = _changes(old, new) if old is not None else []
+    written = old is None or old.text != text
+    if written and old is not None and not changes:
+        changes = ["same versions; hashes, annotations or header changed"]
+    if written:
+        write_atomic(path, text)
+    return LockResult(
+        profile=loaded.display,
+        path=path,
+        display=loaded.rel(path),
+        written=written,
+        packages=len(new.packages),
+        changes=changes,
+        build_from_source=sdists,
+        notes=notes,
+    )
+
+
+def _sdists_to_allow(stderr: str, inputs: lockfile.Inputs, pins: dict[str, str], already: set[str]) -> set[str]:
+    """Allowed packages whose pinned version uv found to have no wheel: take their sdist on the next try."""
+    found = set()
+    for name, version in _NO_WHEELS.findall(stderr):
+        canon = canonicalize_name(name)
+        if canon in inputs.sdist_allowed and canon not in already and pins.get(canon) == version:
+            found.add(canon)
+    return found
+
+
+def _split_index_lines(raw: str) -> tuple[str, list[str]]:
+    """uv's `--index-url X` / `--extra-index-url Y` lines go to the header; the rest is the body."""
+    urls: list[str] = []
+    lines = []
+    for line in raw.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in ("--index-url", "--extra-index-url", "-i"):
+            urls.append(parts[1])
+            continue
+        lines.append(line)
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines) + "\n", urls
+
+
+def render(loaded: LoadedProfile, inputs: lockfile.Inputs, body: str, index_urls: list[str], sdists: list[str]) -> str:
+    """Header + body. No timestamps, nothing that varies between two runs on the same index."""
+    platform = inputs.platform
+    if inputs.platform_assumed:
+        platform += f" (assumed: kit does not know the glibc of {loaded.profile.image.base})"
+    fields = [
+        ("format", lockfile.FORMAT),
+        ("profile", loaded.display),
+        ("profile-hash", inputs.hash()),
+        ("requirements", " ".join(inputs.requirements)),
+        ("python", inputs.python),
+        ("platform", platform),
+        ("index-urls", " ".join(index_urls) or "(uv default)"),
+        ("resolver", "uv pip compile --generate-hashes " + " ".join(lockfile.RESOLVER_OPTIONS)),
+        ("build-from-source", " ".join(sdists) or "none"),
+        ("uv-version", uv_version()),
+    ]
+    head = [f"{lockfile.HEADER}{k} = {v}" for k, v in fields]
+    head += [
+        "#",
+        f"# The whole dependency closure of {loaded.display}, resolved by uv. Do not edit: `kit lock` rewrites it,",
+        "# `kit lock --upgrade-package NAME` moves one package, `kit lock --check` says whether it is fresh.",
+        "",
+    ]
+    return "\n".join(head) + "\n" + body
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write beside the target, fsync, rename over it: readers see the old file or the new one, never half."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _changes(old: lockfile.Lock, new: lockfile.Lock) -> list[str]:
+    out = []
+    for name in sorted(set(old.packages) | set(new.packages)):
+        a, b = old.packages.get(name), new.packages.get(name)
+        if a == b:
+            continue
+        if a is None:
+            out.append(f"+ {name} {b}")
+        elif b is None:
+            out.append(f"- {name} {a}")
+        else:
+            out.append(f"{name} {a} -> {b}")
+    return out
+
+
+# -- failures ------------------------------------------------------------------------------------
+
+
+def _cause_lines(stderr: str) -> list[str]:
+    """uv's message without `error:`/`cause:`/`hint:` scaffolding, one sentence per line."""
+    lines = []
+    for raw in stderr.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("hint:") or line.startswith("warning:"):
+            continue
+        for prefix in ("error:", "cause:", "×", "╰─▶", "│"):
+            if line.startswith(prefix):
+                line = line[len(prefix) :].strip()
+        if line:
+            lines.append(line)
+    return lines
+
+
+def explain_failure(stderr: str, loaded: LoadedProfile, inputs: lockfile.Inputs) -> KitError:
+    lines = _cause_lines(stderr)
+    if "No solution found" not in stderr and _NETWORK.search(stderr):
+        where = inputs.index_url or os.environ.get("UV_DEFAULT_INDEX") or os.environ.get("UV_INDEX_URL") or "the default index"
+        detail = next((ln for ln in reversed(lines) if ln), "")
+        return IndexUnreachable(
+            f"the package index ({where}) could not be reached: {detail}",
+            file=loaded.display,
+            fix="check the network or the index URL (image.index_url, UV_DEFAULT_INDEX); the existing lockfile was left as it was",
+        )
+    if "No solution found" in stderr:
+        return OperationError(
+            "these pins cannot all be installed together:\n  " + "\n  ".join(_trim_explanation(lines, inputs, loaded)),
+            file=loaded.display,
+            fix="change the pins named above in [packages]; no lockfile was written (an existing one is left as it was)",
+        )
+    tail = "\n  ".join(lines[-MAX_EXPLANATION_LINES:]) or "(no output)"
+    return OperationError(f"uv pip compile failed:\n  {tail}", file=loaded.display, fix="run `kit lock -v` for uv's full output")
+
+
+_DEPENDS = re.compile(r"([A-Za-z0-9][A-Za-z0-9._\[\]-]*)(==\S+|>=\S+|<\S+)? depends on ([A-Za-z0-9][A-Za-z0-9._\[\]-]*)([^,]*?)(?= and |,|\.$|$)")
+
+
+def _trim_explanation(lines: list[str], inputs: lockfile.Inputs, loaded: LoadedProfile) -> list[str]:
+    """Which pins conflict and why: the profile's pins against what another pin requires, then uv's derivation."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    pins = dict(loaded.profile.packages)
+    text = " ".join(ln for ln in lines if ln != "No solution found when resolving dependencies:" and not ln.startswith("No solution found"))
+    out: list[str] = []
+    for who, who_ver, dep, spec in _DEPENDS.findall(text):
+        dep_name = canonicalize_name(dep.split("[")[0])
+        spec = spec.strip()
+        if dep_name in pins and spec:
+            try:
+                ok = SpecifierSet(spec).contains(Version(pins[dep_name]), prereleases=True)
+            except (InvalidSpecifier, ValueError):
+                continue
+            if not ok:
+                line = f"{who}{who_ver} requires {dep_name}{spec}, but the profile pins {dep_name}=={pins[dep_name]}"
+                if line not in out:
+                    out.append(line)
+    for name, version in _NO_WHEELS.findall(text):
+        out.append(
+            f"{name}=={version} has no wheel for Python {inputs.python} on {inputs.platform}: kit locks wheels only "
+            "(an sdist would be built, often compiling CUDA code, while the image builds); pin a version with wheels"
+        )
+    derivation = []
+    for ln in lines:
+        if ln.startswith("No solution found"):
+            continue
+        ln = ln.replace("you require", "the profile requires").replace("your requirements are unsatisfiable", "the profile's pins cannot all hold")
+        ln = ln.replace("your requirements", "the profile's pins")
+        derivation.append(ln)
+    if out:
+        out.append("resolver's derivation:")
+    shown = derivation[:MAX_EXPLANATION_LINES]
+    out += [f"  {ln}" if out else ln for ln in shown]
+    if len(derivation) > len(shown):
+        out.append(f"  ... {len(derivation) - len(shown)} more lines (`kit lock -v` shows uv's full output)")
+    return out
