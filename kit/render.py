@@ -1,0 +1,440 @@
+"""Profile (+ Lock) -> Bundle: the Modal app, the requirements it installs and a manifest.
+
+Rendering is deterministic: the same profile, lock, kit and templates give byte-identical files, so
+the bundle hash identifies what was deployed. The bundle hash cannot sit inside a file it hashes, so
+it is computed over every file with the manifest's own `bundle_hash` field left out (see
+`bundle_hash`); the app reads it back from manifest.json, which it ships next to itself.
+
+Every user-written value reaches the rendered Python through the `py` filter (`literal`), which
+emits a Python literal, never raw text. Which structured-output API the app calls is read from the
+`[[api]]` table in kit/data/rules (data with sources), not decided in the templates.
+
+jinja2 is imported inside functions only: `kit check` must not pay for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shlex
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from kit import __version__
+from kit.errors import DataError, OperationError, UsageError
+from kit.load import LoadedProfile
+
+APP_FILE = "app.py"  # Modal imports a single-file app by its stem: it must be a Python identifier
+REQUIREMENTS_FILE = "requirements.txt"
+MANIFEST_FILE = "manifest.json"
+SCHEMA_FILE = "schema.json"
+CLASS_NAME = "Inference"  # class mode: modal.Cls.from_name(app, CLASS_NAME)
+SERVER_FUNCTION = "serve"  # openai mode: the @modal.web_server function
+SERVER_PORT = 8000
+# uv_pip_install copies ghcr.io/astral-sh/uv:latest unless told otherwise; pinning it keeps a
+# re-render (and the image cache) stable. Bump deliberately.
+UV_VERSION = "0.13.9"
+ENGINE_PACKAGE = {"vllm": "vllm", "sglang": "sglang"}
+# Caches kept on Modal volumes so that a cold start neither downloads weights nor recompiles.
+HF_CACHE = ("huggingface-cache", "/root/.cache/huggingface")
+ENGINE_CACHES = {"vllm": [("vllm-cache", "/root/.cache/vllm")], "sglang": []}
+FLASHINFER_CACHE = ("flashinfer-cache", "/root/.cache/flashinfer")  # its JIT kernels (flashinfer-python is JIT-only in 0.2.x)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """What kit deploys: file name -> text (including manifest.json), the manifest, and its hash."""
+
+    files: dict[str, str]
+    manifest: dict[str, Any]
+    hash: str
+
+
+class RenderError(OperationError):
+    """A profile that validates but that kit cannot render an app for (exit 1)."""
+
+
+# -- the literal filter --------------------------------------------------------------------------
+
+
+def literal(value: Any) -> str:
+    """A Python literal that evaluates to `value` (str, int, float, bool, None, list, tuple, dict).
+
+    `repr` of these types is a literal that `ast.literal_eval` reads back exactly; containers are
+    rebuilt here so that nothing but these types (no object with its own __repr__) can reach the file.
+    """
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(int(value))
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"{value!r} has no Python literal")
+        return repr(float(value))
+    if isinstance(value, str):
+        return repr(str(value))
+    if isinstance(value, list | tuple):
+        inner = ", ".join(literal(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"{type(value).__name__} values cannot be rendered as Python literals")
+
+
+def identifier(value: str) -> str:
+    """A name from kit's own data (class, keyword): refuse anything that is not a plain identifier."""
+    if not isinstance(value, str) or not value.isidentifier():
+        raise DataError(f"{value!r} is not a Python identifier", fix="this is a bug in kit's data (kit/data/rules [[api]])")
+    return value
+
+
+# -- templates -----------------------------------------------------------------------------------
+
+
+def templates_dir() -> Path:
+    """kit/templates inside an installed wheel; the repository's templates/ in an editable install."""
+    packaged = resources.files("kit").joinpath("templates")
+    if packaged.is_dir():
+        return Path(str(packaged))
+    repo = Path(__file__).resolve().parent.parent / "templates"
+    if repo.is_dir():
+        return repo
+    raise DataError("kit's templates are missing", fix="reinstall kit")
+
+
+@cache
+def _environment(path: str):
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(path),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["py"] = literal
+    env.filters["ident"] = identifier
+    return env
+
+
+def template_version() -> str:
+    """sha256 over the template sources: changes whenever a template does."""
+    base = templates_dir()
+    h = hashlib.sha256()
+    for path in sorted(p for p in base.rglob("*") if p.is_file()):
+        h.update(path.relative_to(base).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+# -- the structured-output API -------------------------------------------------------------------
+
+
+def api_for(loaded: LoadedProfile) -> dict[str, Any]:
+    """The `[[api]]` row for the profile's engine and pinned version (non-deprecated rows first)."""
+    from kit.rules import api_table
+
+    p = loaded.profile
+    engine = p.engine.name
+    package = ENGINE_PACKAGE[engine]
+    version = p.version(package)
+    if version is None:
+        raise RenderError(
+            f"packages.{package} is not pinned, so kit cannot tell which {engine} API to render",
+            file=loaded.file_of("packages"),
+            key=f"packages.{package}",
+            fix=f'pin it, e.g. {package} = "<version>" (kit check reports engine-not-pinned)',
+        )
+    rows = [r for r in api_table() if r.get("engine") == engine and SpecifierSet(r["versions"]).contains(version, prereleases=True)]
+    current = [r for r in rows if not r.get("deprecated", False)] or rows
+    if not current:
+        covered = ", ".join(r["versions"] for r in api_table() if r.get("engine") == engine) or "none"
+        raise RenderError(
+            f"kit has no structured-output API data for {package} {version} (covered: {covered}); it will not guess which calls exist",
+            file=loaded.file_of(f"packages.{package}"),
+            key=f"packages.{package}",
+            fix=f"pin {package} to a covered version, or verify that release's API and add an [[api]] row to kit/data/rules/structured_output.toml",
+        )
+    if len(current) > 1:
+        raise DataError(f"two [[api]] rows cover {package} {version}", fix="this is a bug in kit's data (kit/data/rules/structured_output.toml)")
+    row = dict(current[0])
+    for key in ("sampling_kwarg", "engine_backend_arg"):
+        identifier(row[key])
+    if row.get("params_class"):
+        identifier(row["params_class"])
+    if row.get("engine_backend_form") not in ("string", "config"):
+        raise DataError(f"[[api]] row for {package} {row['versions']}: engine_backend_form must be 'string' or 'config'", fix="this is a bug in kit's data")
+    return row
+
+
+# -- requirements ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Requirements:
+    text: str  # requirements.txt of the image
+    lock_hash: str | None  # sha256 of the lockfile; None: not locked (installed from the pins)
+    only_binary: bool  # every package of the lock is a wheel (no sdist to build)
+
+
+def requirements(loaded: LoadedProfile) -> Requirements:
+    """What the image installs: the lockfile's hashed closure when there is one, else the profile's pins.
+
+    A stale lockfile is an error (kit.lockfile). Without a lockfile the pins are installed and the
+    resolver completes the closure while the image builds: not reproducible, and `kit render` says so.
+    """
+    from kit import lockfile
+
+    text = lockfile.requirements_for_image(loaded)
+    if text is not None:
+        st = lockfile.status(loaded)
+        lock_text = st.lock.text if st.lock else text
+        return Requirements(text, hashlib.sha256(lock_text.encode()).hexdigest(), not (st.lock and st.lock.build_from_source))
+    lines = [
+        "# Rendered by kit from the profile's pins (no lockfile): the rest of the closure is resolved",
+        "# when the image is built. Run `kit lock` for a hashed, reproducible install.",
+        *lockfile.resolution_inputs(loaded).requirements,
+    ]
+    return Requirements("\n".join(lines) + "\n", None, False)
+
+
+# -- the context the templates see ---------------------------------------------------------------
+
+
+def _engine_kwargs(loaded: LoadedProfile, api: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of the engine constructor: vllm.LLM(**kw) or sglang.Engine(**kw)."""
+    p = loaded.profile
+    m, e = p.model, p.engine
+    backend = p.structured_output.backend
+    if p.engine.name == "vllm":
+        kw: dict[str, Any] = {"model": m.id}
+        if m.revision:
+            kw["revision"] = m.revision
+            kw["tokenizer_revision"] = m.revision
+        kw["dtype"] = m.dtype
+        if m.max_model_len:
+            kw["max_model_len"] = m.max_model_len
+        if m.quantization:
+            kw["quantization"] = m.quantization
+        kw["gpu_memory_utilization"] = e.gpu_memory_utilization
+        kw["enforce_eager"] = e.enforce_eager
+        kw["tensor_parallel_size"] = p.tensor_parallel_size
+        if e.kv_cache_dtype != "auto":
+            kw["kv_cache_dtype"] = e.kv_cache_dtype
+    else:
+        kw = {"model_path": m.id}
+        if m.revision:
+            kw["revision"] = m.revision
+        kw["dtype"] = m.dtype
+        if m.max_model_len:
+            kw["context_length"] = m.max_model_len
+        if m.quantization:
+            kw["quantization"] = m.quantization
+        kw["mem_fraction_static"] = e.gpu_memory_utilization
+        kw["tp_size"] = p.tensor_parallel_size
+        if e.enforce_eager:
+            kw["disable_cuda_graph"] = True
+        if e.kv_cache_dtype != "auto":
+            kw["kv_cache_dtype"] = e.kv_cache_dtype
+        if e.attention_backend:
+            kw["attention_backend"] = e.attention_backend
+    if not (p.engine.name == "sglang" and backend == "auto"):  # sglang has no "auto": its default is xgrammar
+        kw[api["engine_backend_arg"]] = backend if api["engine_backend_form"] == "string" else {"backend": backend}
+    kw.update(e.args)  # the profile's own engine arguments win
+    return kw
+
+
+def _cli_args(kwargs: dict[str, Any], skip: tuple[str, ...]) -> list[str]:
+    """Engine keyword arguments as server flags: --name value; True -> --name; False/None -> omitted."""
+    out: list[str] = []
+    for key, value in kwargs.items():
+        if key in skip or value is None or value is False:
+            continue
+        flag = "--" + str(key).replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif isinstance(value, dict | list):
+            out += [flag, json.dumps(value, sort_keys=True, separators=(",", ":"))]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def _server_command(loaded: LoadedProfile, kwargs: dict[str, Any]) -> list[str]:
+    p = loaded.profile
+    if p.engine.name == "vllm":
+        cmd = ["vllm", "serve", p.model.id, "--host", "0.0.0.0", "--port", str(SERVER_PORT), "--served-model-name", p.model.id]
+        return cmd + _cli_args(kwargs, skip=("model",))
+    cmd = ["python", "-m", "sglang.launch_server", "--model-path", p.model.id, "--host", "0.0.0.0", "--port", str(SERVER_PORT), "--served-model-name", p.model.id]
+    return cmd + _cli_args(kwargs, skip=("model_path",))
+
+
+def _volumes(loaded: LoadedProfile) -> list[tuple[str, str]]:
+    p = loaded.profile
+    vols = [HF_CACHE, *ENGINE_CACHES[p.engine.name]]
+    if "flashinfer-python" in p.packages:
+        vols.append(FLASHINFER_CACHE)
+    return vols
+
+
+def _gpu(loaded: LoadedProfile) -> str:
+    from kit.catalog import gpus
+
+    spec = gpus().find(loaded.profile.gpu.type)
+    name = spec.modal_name if spec else loaded.profile.gpu.type
+    count = loaded.profile.gpu.count
+    return f"{name}:{count}" if count > 1 else name
+
+
+def _image(loaded: LoadedProfile, reqs: Requirements) -> dict[str, Any]:
+    img = loaded.profile.image
+    options = []
+    if reqs.lock_hash is not None:
+        # The lock is the whole closure: install exactly it, verified against its hashes.
+        options += ["--require-hashes", "--no-deps"]
+        if reqs.only_binary:
+            options += ["--only-binary", ":all:"]
+    for url in img.extra_index_urls[1:]:
+        options.append(f"--extra-index-url {shlex.quote(url)}")
+    env = dict(img.env)
+    if loaded.profile.engine.attention_backend and loaded.profile.engine.name == "vllm":
+        env.setdefault("VLLM_ATTENTION_BACKEND", loaded.profile.engine.attention_backend)
+    return {
+        "slim": img.base == "debian_slim",
+        "base": img.base,
+        "python": img.python,
+        "apt": list(img.apt_packages),
+        "env": env,
+        "index_url": img.index_url,
+        "extra_index_url": img.extra_index_urls[0] if img.extra_index_urls else None,
+        "extra_options": " ".join(options),
+        "uv_version": UV_VERSION,
+    }
+
+
+def _max_len(loaded: LoadedProfile) -> int | None:
+    """The context length the engine runs with: a request's max_tokens cannot exceed it."""
+    from kit.catalog import find_model
+
+    p = loaded.profile
+    arch = p.model.architecture or find_model(p.model.id)
+    return p.model.max_model_len or (arch.max_position_embeddings if arch else None)
+
+
+def _context(loaded: LoadedProfile, api: dict[str, Any], reqs: Requirements, has_schema: bool) -> dict[str, Any]:
+    p = loaded.profile
+    kwargs = _engine_kwargs(loaded, api)
+    engine_pkg = ENGINE_PACKAGE[p.engine.name]
+    return {
+        "p": p,
+        "api": api,
+        "engine": p.engine.name,
+        "mode": p.serving.mode,
+        "class_name": CLASS_NAME,
+        "server_function": SERVER_FUNCTION,
+        "port": SERVER_PORT,
+        "app_name": p.app.name,
+        "profile_name": p.name,
+        "model_id": p.model.id,
+        "revision": p.model.revision,
+        "hf_secret": p.model.hf_secret,
+        "gpu": _gpu(loaded),
+        "image": _image(loaded, reqs),
+        "volumes": _volumes(loaded),
+        "engine_kwargs": kwargs,
+        "server_command": _server_command(loaded, kwargs),
+        "pinned": dict(sorted(p.packages.items())),
+        "engine_package": engine_pkg,
+        "max_tokens_limit": _max_len(loaded),
+        "max_tokens_default": p.smoke.max_tokens if p.smoke else 512,
+        "has_schema": has_schema,
+        "endpoints": list(p.serving.endpoints),
+        "serving": p.serving,
+    }
+
+
+# -- render ---------------------------------------------------------------------------------------
+
+
+def _canonical_json(doc: Any) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=True) + "\n"
+
+
+def bundle_hash(files: dict[str, str]) -> str:
+    """sha256 over every file (name and text, sorted by name), with manifest.json's `bundle_hash` left out."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        text = files[name]
+        if name == MANIFEST_FILE:
+            doc = json.loads(text)
+            doc.pop("bundle_hash", None)
+            text = _canonical_json(doc)
+        h.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return h.hexdigest()
+
+
+def render(loaded: LoadedProfile) -> Bundle:
+    """Render the profile's Modal app, requirements, schema and manifest."""
+    p = loaded.profile
+    api = api_for(loaded)
+    reqs = requirements(loaded)
+    files: dict[str, str] = {REQUIREMENTS_FILE: reqs.text}
+    schema_path = loaded.schema_path("structured_output")
+    if schema_path is not None:
+        text = loaded.texts.get(loaded.rel(schema_path))
+        if text is None:
+            text = schema_path.read_text(encoding="utf-8")
+        files[SCHEMA_FILE] = _canonical_json(json.loads(text))
+    env = _environment(str(templates_dir()))
+    try:
+        app_text = env.get_template("app.py.j2").render(**_context(loaded, api, reqs, SCHEMA_FILE in files))
+    except TypeError as exc:  # a value the literal filter refuses (e.g. a TOML datetime in engine.args)
+        raise UsageError(f"cannot render a value of the profile: {exc}", file=loaded.display, fix="use strings, numbers, booleans, arrays or tables") from None
+    files[APP_FILE] = app_text
+    manifest: dict[str, Any] = {
+        "kit_version": __version__,
+        "template_version": template_version(),
+        "profile": p.name,
+        "profile_hash": loaded.content_hash(),
+        "lock_hash": reqs.lock_hash,
+        "app_name": p.app.name,
+        "engine": {"name": p.engine.name, "package": ENGINE_PACKAGE[p.engine.name], "version": str(p.version(ENGINE_PACKAGE[p.engine.name]))},
+        "structured_output_api": {k: api[k] for k in ("versions", "params_class", "sampling_kwarg", "engine_backend_arg", "engine_backend_form", "openai_field")},
+        "serving_mode": p.serving.mode,
+        "entrypoints": (
+            {"class": CLASS_NAME, "methods": [e for e in p.serving.endpoints if e == "generate"], "web": [e for e in p.serving.endpoints if e != "generate"]}
+            if p.serving.mode == "class"
+            else {"function": SERVER_FUNCTION, "web": [SERVER_FUNCTION], "port": SERVER_PORT}
+        ),
+        "files": sorted([*files, MANIFEST_FILE]),
+    }
+    files[MANIFEST_FILE] = _canonical_json(manifest)
+    digest = bundle_hash(files)
+    manifest["bundle_hash"] = digest
+    files[MANIFEST_FILE] = _canonical_json(manifest)
+    return Bundle(files=dict(sorted(files.items())), manifest=manifest, hash=digest)
+
+
+def write(bundle: Bundle, out_dir: str | Path) -> list[Path]:
+    """Write the bundle's files into `out_dir` (created if needed); other files there are left alone."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in bundle.files.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text.encode("utf-8"))  # bytes: no newline translation, byte-identical everywhere
+        written.append(path)
+    return written
+
+
+def default_out_dir(loaded: LoadedProfile) -> Path:
+    return Path("build") / loaded.profile.name

@@ -1,0 +1,322 @@
+"""kit render: every library profile renders, imports with the real `modal`, and serves the right shape.
+
+The Modal cloud is the one thing replaced: the rendered app is imported and inspected offline
+(`Function.info()`), and its methods run in-process (`.local()`) with a test double for the engine.
+Snapshots: tests/snapshots/render/<profile>/; KIT_UPDATE_SNAPSHOTS=1 rewrites them.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kit.catalog import gpus
+from kit.errors import EXIT_FINDINGS
+from kit.load import LoadedProfile, load
+from kit.render import CLASS_NAME, MANIFEST_FILE, SERVER_FUNCTION, RenderError, bundle_hash, render, write
+from tests.conftest import PROFILES, REPO, run_kit
+from tests.rendered import import_bundle, local, service_function
+
+LIBRARY = sorted(PROFILES.glob("*.toml"))
+SNAPSHOTS = Path(__file__).parent / "snapshots" / "render"
+UPDATE_SNAPSHOTS = os.environ.get("KIT_UPDATE_SNAPSHOTS") == "1"  # read at import: an autouse fixture clears KIT_*
+# Fields of manifest.json that change with any byte of kit, the lock or the templates; the snapshot
+# shows that they exist, the determinism tests check their values.
+VOLATILE = ("bundle_hash", "lock_hash", "profile_hash", "template_version", "kit_version")
+
+
+class FakeEngine:
+    """Stands in for vLLM / SGLang: records what the shared implementation asked for."""
+
+    def __init__(self, text: str = '{"name": "add", "ok": true}', error: Exception | None = None):
+        self.text = text
+        self.error = error
+        self.calls: list[tuple] = []
+
+    def complete(self, prompt, schema, max_tokens, temperature):
+        self.calls.append((prompt, schema, max_tokens, temperature))
+        if self.error:
+            raise self.error
+        return {"text": self.text, "finish_reason": "stop", "prompt_tokens": 7, "completion_tokens": 11}
+
+
+def variant(tmp_path: Path, profile: str = "qwen25-a10g", **sections) -> LoadedProfile:
+    """A library profile with sections replaced (validation bypassed), moved away from its lockfile."""
+    loaded = load(PROFILES / f"{profile}.toml")
+    loaded.path = tmp_path / loaded.path.name  # a changed profile would find its lockfile stale
+    p = loaded.profile
+    update = {}
+    for section, values in sections.items():
+        current = getattr(p, section)
+        update[section] = {**current, **values} if isinstance(current, dict) else current.model_copy(update=values)
+    loaded.profile = p.model_copy(update=update)
+    return loaded
+
+
+@pytest.fixture(params=LIBRARY, ids=lambda p: p.stem)
+def library_profile(request):
+    return load(request.param)
+
+
+def _snapshot_files(bundle) -> dict[str, str]:
+    files = {k: v for k, v in bundle.files.items() if k != "requirements.txt"}  # the lockfile: reviewed as itself
+    manifest = json.loads(files[MANIFEST_FILE])
+    for key in VOLATILE:
+        if manifest.get(key) is not None:
+            manifest[key] = f"<{key}>"
+    files[MANIFEST_FILE] = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    return files
+
+
+# -- the app Modal sees -------------------------------------------------------------------------
+
+
+def test_library_profile_imports_with_real_modal(library_profile, tmp_path, monkeypatch):
+    p = library_profile.profile
+    bundle = render(library_profile)
+    imported = import_bundle(bundle, tmp_path / "bundle", monkeypatch)
+    gpu = gpus().find(p.gpu.type)
+    volumes_expected = {"/root/.cache/huggingface": "huggingface-cache"}
+    if p.engine.name == "vllm":
+        volumes_expected["/root/.cache/vllm"] = "vllm-cache"
+    if "flashinfer-python" in p.packages:
+        volumes_expected["/root/.cache/flashinfer"] = "flashinfer-cache"
+
+    if p.serving.mode == "class":
+        fn = service_function(imported, CLASS_NAME)
+        kwargs = imported.decorator_kwargs["cls"]
+    else:
+        fn = getattr(imported.module, SERVER_FUNCTION)
+        kwargs = imported.decorator_kwargs["function"]
+    info = fn.info()
+    assert info.gpus == [(gpu.modal_name, p.gpu.count)]
+    assert info.timeout == p.serving.timeout
+    assert info.concurrency_info.max_inputs == p.serving.max_inputs
+    assert {path: v.name for path, v in info.volumes.items()} == volumes_expected
+    assert len(info.secrets) == (1 if p.model.hf_secret else 0)
+    assert (kwargs["scaledown_window"], kwargs["min_containers"], kwargs["max_containers"]) == (
+        p.serving.scaledown_window,
+        p.serving.min_containers,
+        p.serving.max_containers,
+    )
+    if p.serving.mode == "class":
+        assert info.method_names == list(p.serving.endpoints)
+        web = {name: d.method for name, d in (info.method_details or {}).items()}
+        assert web == {k: v for k, v in {"http_generate": "POST", "health": "GET"}.items() if k in p.serving.endpoints}
+    else:
+        assert info.web_info is not None and info.method_names is None
+        assert imported.decorator_kwargs["web_server"]["startup_timeout"] == p.serving.startup_timeout
+        command = imported.module.SERVER_COMMAND
+        assert p.model.id in command and "--revision" in command
+
+
+def test_class_mode_shared_implementation(tmp_path, monkeypatch):
+    loaded = load(PROFILES / "qwen25-a10g.toml")
+    imported = import_bundle(render(loaded), tmp_path / "b", monkeypatch)
+    m = imported.module
+    fake = FakeEngine()
+    monkeypatch.setattr(m, "load_engine", lambda: fake)
+    server = getattr(m, CLASS_NAME)()
+    default_schema = json.loads((REPO / "profiles" / "schemas" / "ir-v1.json").read_text())
+
+    body = local(server.generate, "write add")
+    assert body["json"] == {"name": "add", "ok": True}
+    assert body["profile"] == "qwen25-a10g" and body["model"] == loaded.profile.model.id
+    assert body["bundle"] == json.loads((tmp_path / "b" / MANIFEST_FILE).read_text())["bundle_hash"]
+    assert body["usage"] == {"prompt_tokens": 7, "completion_tokens": 11}
+    assert fake.calls[-1] == ("write add", default_schema, 512, 0.0)
+
+    response = local(server.http_generate, {"prompt": "p", "schema": {"type": "string"}, "max_tokens": 5, "temperature": 0.5})
+    assert response.status_code == 200
+    assert json.loads(response.body)["text"] == fake.text
+    assert fake.calls[-1] == ("p", {"type": "string"}, 5, 0.5)
+
+    health = local(server.health)
+    assert health["status"] == "ok" and health["profile"] == "qwen25-a10g" and health["bundle"] == body["bundle"]
+    assert health["pinned"]["vllm"] == "0.9.2" and "vllm" in health["versions"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "reason"),
+    [
+        ({}, 400, "'prompt' is required"),
+        ({"prompt": "   "}, 400, "non-empty"),
+        ({"prompt": 3}, 400, "non-empty string"),
+        ("not an object", 400, "JSON object"),
+        ({"prompt": "p", "schema": "object"}, 400, "'schema' must be a JSON Schema object"),
+        ({"prompt": "p", "schema": {}}, 400, "'schema' must be a JSON Schema object"),
+        ({"prompt": "p", "schema": {"type": 5}}, 400, "schema.type"),
+        ({"prompt": "p", "max_tokens": 0}, 400, "between 1 and 32768"),
+        ({"prompt": "p", "max_tokens": 32769}, 400, "between 1 and 32768"),
+        ({"prompt": "p", "max_tokens": True}, 400, "max_tokens"),
+        ({"prompt": "p", "max_tokens": "9"}, 400, "max_tokens"),
+        ({"prompt": "p", "temperature": 3}, 400, "temperature"),
+        ({"prompt": "p", "stream": True}, 400, "unknown field(s) stream"),
+    ],
+)
+def test_request_validation(payload, status, reason, tmp_path, monkeypatch):
+    imported = import_bundle(render(load(PROFILES / "qwen25-a10g.toml")), tmp_path / "b", monkeypatch)
+    m = imported.module
+    fake = FakeEngine()
+    monkeypatch.setattr(m, "load_engine", lambda: fake)
+    server = getattr(m, CLASS_NAME)()
+    response = local(server.http_generate, payload)
+    assert response.status_code == status
+    assert reason in json.loads(response.body)["error"]
+    assert fake.calls == []  # refused before the engine
+    if isinstance(payload, dict) and "prompt" in payload and set(payload) <= {"prompt", "schema", "max_tokens", "temperature"}:
+        with pytest.raises(ValueError, match=f"^{status}: "):
+            local(server.generate, **payload)
+
+
+def test_engine_refusal_is_422(tmp_path, monkeypatch):
+    imported = import_bundle(render(load(PROFILES / "qwen25-a10g.toml")), tmp_path / "b", monkeypatch)
+    m = imported.module
+    monkeypatch.setattr(m, "load_engine", lambda: FakeEngine(error=ValueError("grammar compile failed")))
+    response = local(getattr(m, CLASS_NAME)().http_generate, {"prompt": "p", "schema": {"type": "object", "properties": {"a": {"$ref": "#/nope"}}}})
+    assert response.status_code == 422 and "grammar compile failed" in json.loads(response.body)["error"]
+
+
+def test_only_listed_endpoints_are_rendered(tmp_path, monkeypatch):
+    loaded = variant(tmp_path, serving={"endpoints": ["generate"]})
+    fn = service_function(import_bundle(render(loaded), tmp_path / "b", monkeypatch), CLASS_NAME)
+    assert fn.info().method_names == ["generate"] and not fn.info().method_details
+
+
+def test_hf_secret_is_a_modal_secret_never_a_value(tmp_path, monkeypatch):
+    loaded = variant(tmp_path, model={"hf_secret": "hf-token"})
+    bundle = render(loaded)
+    assert "modal.Secret.from_name('hf-token')" in bundle.files["app.py"]
+    assert "HF_TOKEN" not in bundle.files["app.py"].replace("(as HF_TOKEN)", "")
+    info = service_function(import_bundle(bundle, tmp_path / "b", monkeypatch), CLASS_NAME).info()
+    assert len(info.secrets) == 1
+
+
+# -- the structured-output API comes from the data table -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("vllm", "params_class", "kwarg", "backend_arg"),
+    [
+        ("0.9.2", "GuidedDecodingParams", "guided_decoding", "'guided_decoding_backend': 'xgrammar'"),
+        ("0.11.0", "StructuredOutputsParams", "structured_outputs", "'structured_outputs_config': {'backend': 'xgrammar'}"),
+        ("0.33.0", "StructuredOutputsParams", "structured_outputs", "'structured_outputs_config': {'backend': 'xgrammar'}"),
+    ],
+)
+def test_api_follows_the_table(vllm, params_class, kwarg, backend_arg, tmp_path):
+    app = render(variant(tmp_path, packages={"vllm": vllm})).files["app.py"]
+    assert f"from vllm.sampling_params import {params_class}\n" in app
+    assert f"{kwarg}={params_class}(json=schema)" in app
+    assert backend_arg in app
+
+
+def test_version_without_api_row_is_refused(tmp_path):
+    with pytest.raises(RenderError) as err:
+        render(variant(tmp_path, packages={"vllm": "0.7.3"}))
+    assert err.value.exit_code == EXIT_FINDINGS
+    assert "no structured-output API data for vllm 0.7.3" in err.value.message
+
+
+def test_cli_refuses_unknown_version_with_exit_1(tree):
+    text = (PROFILES / "qwen25-a10g.toml").read_text().replace('vllm = "0.9.2"', 'vllm = "0.7.3"')
+    root = tree({"profiles/old.toml": text, "profiles/schemas/ir-v1.json": (PROFILES / "schemas" / "ir-v1.json").read_text()})
+    result = run_kit("render", "profiles/old.toml", "-o", "out", cwd=root)
+    assert result.code == 1, result.err
+    assert "vllm 0.7.3" in result.err and "fix:" in result.err
+    assert not (root / "out").exists()
+
+
+def test_cli_renders_and_warns_without_lock(tree):
+    text = (PROFILES / "qwen25-a10g.toml").read_text()
+    root = tree({"profiles/p.toml": text, "profiles/schemas/ir-v1.json": (PROFILES / "schemas" / "ir-v1.json").read_text()})
+    result = run_kit("render", "profiles/p.toml", "-o", "out", cwd=root)
+    assert result.code == 0, result.err
+    assert "not locked" in result.err and "kit lock" in result.err
+    assert sorted(p.name for p in (root / "out").iterdir()) == ["app.py", "manifest.json", "requirements.txt", "schema.json"]
+    manifest = json.loads((root / "out" / "manifest.json").read_text())
+    assert manifest["lock_hash"] is None
+    reqs = (root / "out" / "requirements.txt").read_text()
+    assert "vllm==0.9.2" in reqs and "--hash" not in reqs
+    assert "--require-hashes" not in (root / "out" / "app.py").read_text()
+
+
+def test_locked_profile_installs_with_hashes():
+    loaded = load(PROFILES / "qwen25-a10g.toml")
+    if not loaded.path.with_suffix(".lock").exists():
+        pytest.skip("no lockfile for qwen25-a10g")
+    bundle = render(loaded)
+    assert bundle.manifest["lock_hash"] is not None
+    assert "--hash=sha256:" in bundle.files["requirements.txt"]
+    assert "--require-hashes --no-deps" in bundle.files["app.py"]
+
+
+# -- determinism and the bundle hash ---------------------------------------------------------------
+
+
+def test_render_is_deterministic(library_profile, tmp_path):
+    first = render(library_profile)
+    again = render(load(library_profile.path))
+    assert first.files == again.files and first.hash == again.hash
+    write(first, tmp_path / "a")
+    write(again, tmp_path / "b")
+    for name in first.files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert first.manifest["bundle_hash"] == first.hash == bundle_hash(first.files)
+    assert json.loads(first.files[MANIFEST_FILE]) == first.manifest
+
+
+def test_bundle_hash_covers_every_file(tmp_path):
+    bundle = render(load(PROFILES / "qwen25-a10g.toml"))
+    for name in bundle.files:
+        changed = dict(bundle.files)
+        if name == MANIFEST_FILE:
+            doc = json.loads(changed[name])
+            doc["profile"] = "other"
+            changed[name] = json.dumps(doc)
+        else:
+            changed[name] += "\n"
+        assert bundle_hash(changed) != bundle.hash, name
+    doc = json.loads(bundle.files[MANIFEST_FILE])
+    doc["bundle_hash"] = "0" * 64  # the hash does not cover itself
+    assert bundle_hash({**bundle.files, MANIFEST_FILE: json.dumps(doc)}) == bundle.hash
+
+
+def test_rendered_app_is_an_importable_module_name(library_profile):
+    bundle = render(library_profile)
+    assert all(Path(n).stem.isidentifier() for n in bundle.files if n.endswith(".py"))
+    ast.parse(bundle.files["app.py"])
+
+
+def test_check_does_not_import_jinja2_or_modal():
+    code = (
+        "import sys\nfrom kit.load import load\nfrom kit.check import check\nfrom kit.lockfile import closure_for\n"
+        "l = load('profiles/qwen25-a10g.toml'); check(l, closure_for(l))\n"
+        "bad = sorted(m for m in ('jinja2', 'modal', 'kit.render') if m in sys.modules)\nassert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+# -- snapshots -------------------------------------------------------------------------------------
+
+
+def test_snapshots(library_profile):
+    files = _snapshot_files(render(library_profile))
+    where = SNAPSHOTS / library_profile.profile.name
+    if UPDATE_SNAPSHOTS:
+        where.mkdir(parents=True, exist_ok=True)
+        for old in where.iterdir():
+            old.unlink()
+        for name, text in files.items():
+            (where / name).write_bytes(text.encode())
+        return
+    assert where.is_dir(), f"no snapshot for {library_profile.profile.name}: run KIT_UPDATE_SNAPSHOTS=1 pytest tests/test_render.py"
+    stored = {p.name: p.read_text(encoding="utf-8") for p in where.iterdir()}
+    assert sorted(stored) == sorted(files)
+    for name, text in files.items():
+        assert text == stored[name], f"{where / name} differs: review the change, then KIT_UPDATE_SNAPSHOTS=1 pytest tests/test_render.py"

@@ -1,0 +1,143 @@
+"""The rendered vLLM app names only what the pinned vLLM release defines.
+
+tests/data/vllm_symbols.json is read from each release's own source by
+scripts/record_vllm_symbols.py. From it this test builds a stand-in `vllm` package that has exactly
+that release's names: the structured-output classes and their fields, SamplingParams fields,
+EngineArgs fields, LLM methods. The rendered Engine adapter is then run against it, so an import,
+keyword or method the release lacks fails here as it would in the container. vLLM itself (GPU
+wheels of several GB per release) is what is replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from kit.load import load
+from kit.render import render
+from kit.rules import api_table
+from tests.conftest import PROFILES
+from tests.rendered import import_bundle
+from tests.test_render import variant
+
+SYMBOLS = json.loads((Path(__file__).parent / "data" / "vllm_symbols.json").read_text())["releases"]
+VLLM_PROFILES = [p for p in sorted(PROFILES.glob("*.toml")) if load(p).profile.engine.name == "vllm"]
+
+
+def fake_vllm(release: dict) -> dict[str, types.ModuleType]:
+    """Modules `vllm` and `vllm.sampling_params` with only the names `release` defines."""
+    sp = release["sampling_params"]
+    engine_fields = set(release["EngineArgs"]["fields"]) | set(release["LLM"]["init_params"])
+    converts = set(release["LLM"]["converts_dict"])
+
+    def strict(name: str, fields: set[str]):
+        def init(self, *args, **kwargs):
+            unknown = set(kwargs) - fields
+            if args or unknown:
+                raise TypeError(f"{name}: unexpected keyword argument(s) {sorted(unknown)} (positional: {args})")
+            self.kwargs = kwargs
+
+        return type(name, (), {"__init__": init})
+
+    sampling = types.ModuleType("vllm.sampling_params")
+    for cls, defined in sp["defines"].items():
+        if defined:
+            setattr(sampling, cls, strict(cls, set(sp["classes"][cls]["fields"])))
+    sampling.SamplingParams = strict("SamplingParams", set(sp["SamplingParams"]["fields"]))
+
+    class Output:
+        text, finish_reason, token_ids = '{"ok": true}', "stop", [1, 2]
+
+    class RequestOutput:
+        prompt_token_ids, outputs = [1, 2, 3], [Output()]
+
+    class LLM:
+        def __init__(self, **kwargs):
+            unknown = set(kwargs) - engine_fields
+            if unknown:
+                raise TypeError(f"EngineArgs.__init__() got an unexpected keyword argument {sorted(unknown)}")
+            for key, value in kwargs.items():
+                if isinstance(value, dict) and key not in converts:
+                    raise TypeError(f"LLM() passes {key} to EngineArgs as a raw dict in this release")
+            self.kwargs = kwargs
+
+    for method in release["LLM"]["methods"]:
+        setattr(LLM, method, lambda self, *a, **k: [RequestOutput()])
+    vllm = types.ModuleType("vllm")
+    vllm.LLM, vllm.SamplingParams, vllm.sampling_params = LLM, sampling.SamplingParams, sampling
+    return {"vllm": vllm, "vllm.sampling_params": sampling}
+
+
+def run_adapter(module, release: dict, monkeypatch) -> dict:
+    for name, mod in fake_vllm(release).items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    engine = module.Engine()
+    out = engine.complete("p", {"type": "object"}, 16, 0.0)
+    engine.complete("p", None, 16, 0.0)  # unconstrained: the keyword is passed as None
+    return out
+
+
+def cli_flags_exist(command: list[str], release: dict) -> list[str]:
+    fields = set(release["EngineArgs"]["fields"])
+    flags = [a[2:].replace("-", "_") for a in command if a.startswith("--")]
+    return [f for f in flags if f not in fields | {"host", "port", "served_model_name"}]
+
+
+@pytest.mark.parametrize("path", VLLM_PROFILES, ids=lambda p: p.stem)
+def test_library_profile_uses_only_symbols_of_its_release(path, tmp_path, monkeypatch):
+    loaded = load(path)
+    version = loaded.profile.packages["vllm"]
+    assert version in SYMBOLS, f"vllm {version} is not recorded: python scripts/record_vllm_symbols.py {version}"
+    release = SYMBOLS[version]
+    imported = import_bundle(render(loaded), tmp_path / "b", monkeypatch)
+    if loaded.profile.serving.mode == "class":
+        assert run_adapter(imported.module, release, monkeypatch)["text"] == '{"ok": true}'
+    else:
+        assert cli_flags_exist(imported.module.SERVER_COMMAND, release) == []
+        assert release["ChatCompletionRequest"]["response_format"]
+
+
+@pytest.mark.parametrize("version", sorted(SYMBOLS, key=Version))
+@pytest.mark.parametrize("mode", ["class", "openai"])
+def test_every_recorded_release_gets_an_api_it_has(version, mode, tmp_path, monkeypatch):
+    """The api table's choice, per recorded release (its boundaries included), against the release's source."""
+    release = SYMBOLS[version]
+    loaded = variant(tmp_path, packages={"vllm": version}, serving={"mode": mode})
+    imported = import_bundle(render(loaded), tmp_path / "b", monkeypatch)
+    if mode == "class":
+        run_adapter(imported.module, release, monkeypatch)
+    else:
+        assert cli_flags_exist(imported.module.SERVER_COMMAND, release) == []
+
+
+def test_recorded_releases_cover_the_api_table_and_profiles():
+    """Each vLLM [[api]] row has its lowest and highest recorded release; every pin is recorded."""
+    recorded = sorted(Version(v) for v in SYMBOLS)
+    for row in api_table():
+        if row["engine"] == "vllm":
+            assert [v for v in recorded if SpecifierSet(row["versions"]).contains(v)], f"no recorded release in {row['versions']}"
+    for path in VLLM_PROFILES:
+        assert load(path).profile.packages["vllm"] in SYMBOLS
+
+
+def test_symbols_match_what_the_research_found():
+    """Spot checks of the recording against compat-facts.md section C (removed in 0.12.0, added in 0.11.0)."""
+    defines = {v: r["sampling_params"]["defines"] for v, r in SYMBOLS.items()}
+    assert defines["0.10.2"] == {"GuidedDecodingParams": True, "StructuredOutputsParams": False}
+    assert defines["0.11.0"] == {"GuidedDecodingParams": True, "StructuredOutputsParams": True}
+    assert defines["0.12.0"] == {"GuidedDecodingParams": False, "StructuredOutputsParams": True}
+    assert SYMBOLS["0.10.2"]["EngineArgs"]["guided_decoding_backend"] and not SYMBOLS["0.10.2"]["EngineArgs"]["structured_outputs_config"]
+    assert not SYMBOLS["0.12.0"]["EngineArgs"]["guided_decoding_backend"]
+
+
+def test_the_stand_in_catches_a_wrong_api(tmp_path, monkeypatch):
+    """The check has teeth: the 0.9.2 app run against 0.12.0's names fails as vLLM 0.12.0 would."""
+    imported = import_bundle(render(variant(tmp_path, packages={"vllm": "0.9.2"})), tmp_path / "b", monkeypatch)
+    with pytest.raises((ImportError, TypeError)):
+        run_adapter(imported.module, SYMBOLS["0.12.0"], monkeypatch)
