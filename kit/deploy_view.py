@@ -1,0 +1,175 @@
+"""Plans, outcomes, history and status for people (rich text) and machines (json)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from kit.deploy import AppStatus, Outcome
+    from kit.history import Revision
+    from kit.plan import Cost, Plan
+
+JSON_VERSION = 1
+_STATUS_STYLE = {"deployed": "bold green", "pending": "yellow", "failed": "bold red", "superseded": "dim", "rolled_back": "magenta"}
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _money(x: float | None) -> str:
+    return "-" if x is None else f"${x:,.2f}/h"
+
+
+def _cost_line(c: Cost | None) -> str:
+    if c is None:
+        return "unknown (GPU not in kit's catalog)"
+    gpus = f"{c.count}x {c.gpu}" if c.count > 1 else c.gpu
+    ceiling = f", up to {_money(c.ceiling)} at max_containers={c.max_containers}" if c.ceiling is not None else ", no max_containers ceiling"
+    return f"{_money(c.per_container)} per running container ({gpus}); idle floor {_money(c.floor)} (min_containers={c.min_containers}){ceiling}"
+
+
+def _show(v: Any) -> str:
+    if v is None:
+        return "(unset)"
+    return json.dumps(v) if not isinstance(v, str) else v
+
+
+def print_plan(plan: Plan, *, dry_run: bool) -> None:
+    con = console()
+    cur = plan.current
+    env = plan.environment or "the workspace default"
+    con.print(f"[bold]Plan:[/] deploy [bold]{escape(plan.profile)}[/] to Modal app [bold]{escape(plan.app)}[/] (environment {escape(env)})")
+    row = "  {:<9} {}"
+    con.print(row.format("check", escape(plan.check)))
+    con.print(row.format("lock", escape(plan.lock)))
+    con.print(row.format("bundle", f"{plan.bundle_hash[:12]}  ({escape(', '.join(plan.bundle_files))})"))
+    if cur is None:
+        con.print(row.format("current", "none: this is the first deploy kit records for this app"))
+    else:
+        modal = f", Modal {cur.modal_version}" if cur.modal_version else ""
+        con.print(row.format("current", f"r{cur.number} deployed {cur.created_at} by {escape(cur.created_by)} (bundle {cur.bundle_hash[:12]}{modal})"))
+    if cur is not None:
+        if not plan.changes and not plan.locked and not plan.files:
+            con.print(row.format("changes", "none in the resolved profile or lockfile" + (" (same bundle)" if plan.same_bundle else " (the rendered bundle differs: kit or its templates changed)")))
+        else:
+            con.print(row.format("changes", f"{len(plan.changes)} setting(s), {len(plan.locked)} locked package(s), {len(plan.files)} file(s)"))
+            width = max([len(c.key) for c in plan.changes] + [10])
+            for c in plan.changes:
+                con.print(f"    [yellow]~[/] {escape(c.key):<{width}}  {escape(_show(c.old))} [dim]->[/] {escape(_show(c.new))}")
+            for c in plan.locked:
+                con.print(f"    [cyan]~[/] {escape(c.key):<{width}}  {escape(_show(c.old))} [dim]->[/] {escape(_show(c.new))}  [dim](locked, transitive)[/]")
+            for f in plan.files:
+                con.print(f"    [yellow]~[/] {escape(f)}  [dim](file text changed)[/]")
+        con.print(row.format("cost now", escape(_cost_line(plan.cost_before))))
+        con.print(row.format("cost then", escape(_cost_line(plan.cost_after))))
+    else:
+        con.print(row.format("cost", escape(_cost_line(plan.cost_after))))
+    con.print(row.format("smoke", escape(plan.smoke)))
+    next_n = (cur.number + 1) if cur else None
+    tag = f"kit-r<N>-{plan.bundle_hash[:12]}"
+    con.print(row.format("record", f"a new revision{f' (r{next_n} or later)' if next_n else ''} in kit's history, Modal tag {tag}"))
+    for note in plan.notes:
+        con.print(f"  [dim]note: {escape(note)}[/]")
+    for b in plan.blockers:
+        con.print(f"  [bold red]blocker:[/] {escape(b)}")
+    if dry_run:
+        verdict = "[bold red]a deploy would stop here[/]" if plan.blockers else "[green]ready to deploy[/]"
+        con.print(f"dry run: nothing was deployed or recorded; {verdict}")
+
+
+def print_plan_json(plan: Plan) -> None:
+    sys.stdout.write(json.dumps({"version": JSON_VERSION, "plan": plan.as_dict()}, indent=2, default=str) + "\n")
+
+
+def echo(line: str) -> None:
+    console(stderr=True).print(f"[cyan]kit:[/] {escape(line)}")
+
+
+def build_output(line: str) -> None:
+    console(stderr=True).print(f"  [dim]| {escape(line)}[/]")
+
+
+def print_outcome(outcome: Outcome) -> None:
+    con = console()
+    style = "bold green" if outcome.ok else "bold red"
+    rev = outcome.revision
+    con.print(f"[{style}]{'deployed' if outcome.ok else 'FAILED'}[/] {escape(rev.app)} r{rev.number} ({rev.status}" + (f", Modal {rev.modal_version}" if rev.modal_version else "") + ")")
+    for m in outcome.messages:
+        con.print(f"  {escape(m)}")
+    if rev.smoke:
+        for c in rev.smoke.get("checks", []):
+            mark = "[green]ok[/]  " if c["ok"] else "[red]FAIL[/]"
+            con.print(f"    {mark} {escape(c['name']):<10} {escape(c['detail'])}")
+    for name, url in sorted(rev.urls.items()):
+        con.print(f"  [dim]{escape(name)}: {escape(url)}[/]")
+
+
+def _revision_line(r: Revision) -> list[str]:
+    source = f"rollback to r{r.rollback_of}" if r.kind == "rollback" else "deploy"
+    commit = (r.git_commit or "")[:10] + ("*" if r.git_dirty else "") if r.git_commit else "-"
+    return [f"r{r.number}", r.status, source, r.created_at.replace("T", " ").replace("+00:00", "Z"), r.created_by, r.bundle_hash[:12], r.modal_version or "-", commit]
+
+
+def print_history(revs: list[Revision], fmt: str) -> None:
+    if fmt == "json":
+        doc = {"version": JSON_VERSION, "revisions": [r.summary() for r in revs]}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    con = console()
+    if not revs:
+        con.print("no revisions recorded")
+        return
+    for app in dict.fromkeys(r.app for r in revs):
+        table = Table(title=f"{app}", title_justify="left", box=None, pad_edge=False, header_style="bold")
+        for col in ("rev", "status", "kind", "when (UTC)", "by", "bundle", "modal", "commit", "note"):
+            table.add_column(col, overflow="fold")
+        for r in revs:
+            if r.app != app:
+                continue
+            cells = _revision_line(r)
+            cells[1] = f"[{_STATUS_STYLE.get(r.status, '')}]{r.status}[/]"
+            note = r.error or ("smoke ok" if r.smoke and r.smoke.get("ok") else "")
+            table.add_row(*[c if i == 1 else escape(c) for i, c in enumerate(cells)], escape(note[:120]))
+        con.print(table)
+        con.print()
+
+
+def print_status(statuses: list[AppStatus], fmt: str) -> None:
+    if fmt == "json":
+        doc = {"version": JSON_VERSION, "apps": [s.as_dict() for s in statuses]}
+        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        return
+    con = console()
+    for s in statuses:
+        cur = s.current
+        con.print(f"[bold]{escape(s.app)}[/]")
+        if cur:
+            con.print(f"  current  r{cur.number} ({cur.kind}{f' of r{cur.rollback_of}' if cur.rollback_of else ''}) deployed {cur.finished_at or cur.created_at} by {escape(cur.created_by)}, bundle {cur.bundle_hash[:12]}, Modal {cur.modal_version or 'version unknown'}")
+        else:
+            con.print("  current  none (no revision passed deploy and smoke test)")
+        if s.latest and s.latest is not cur and (cur is None or s.latest.number != cur.number):
+            con.print(f"  latest   r{s.latest.number} {s.latest.status}" + (f": {escape(s.latest.error[:160])}" if s.latest.error else ""))
+        if s.lock:
+            con.print(f"  lock     held by {escape(s.lock.describe())}")
+        if s.modal_error:
+            con.print(f"  modal    [dim]{escape(s.modal_error)}[/]")
+        elif s.modal is not None:
+            from kit.target import latest_version
+
+            live = latest_version(s.modal)
+            con.print(f"  modal    {len(s.modal)} version(s); live {live.version if live else 'none'}" + (f" (tag {escape(live.tag)})" if live and live.tag else ""))
+        if s.drift:
+            for d in s.drift:
+                con.print(f"  [bold yellow]drift[/]    {escape(d)}")
+        elif s.modal is not None:
+            con.print("  [green]in sync[/]  Modal's history agrees with kit's")
+        con.print()

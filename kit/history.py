@@ -1,0 +1,465 @@
+"""Deployment history: every revision kit deployed (or tried to), with what it deployed, in SQLite.
+
+One file, `<state_dir>/history.db`, in WAL mode. Its schema is built by a ledger of migrations
+(table `_kit_migrations`, one row per applied migration, like sqlite-utils'), so a database written by
+an older kit is upgraded in place and never rebuilt. Every change is one transaction.
+
+A revision is what Helm calls one: the full profile text (every file of the `extends` chain and its
+schemas), the lockfile, the rendered bundle's files, their hashes, who deployed it from which commit,
+Modal's tag and version, and the smoke results, so a rollback redeploys exactly what ran.
+
+Statuses: `pending` (recorded before the deploy starts), `deployed` (live and smoke-tested; at most
+one per app), `superseded` (was deployed, replaced by a later deploy), `rolled_back` (was deployed,
+replaced by a rollback), `failed` (the deploy, the smoke test or the process itself failed).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kit.errors import KitError, OperationError
+
+STATUSES = ("pending", "deployed", "failed", "superseded", "rolled_back")
+GOOD = ("deployed", "superseded", "rolled_back")  # passed a smoke test when they were deployed
+
+
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Run statements one by one: executescript() would COMMIT the migration's transaction halfway."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _m001_revisions(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE revisions (
+            id INTEGER PRIMARY KEY,
+            app TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'deployed', 'failed', 'superseded', 'rolled_back')),
+            kind TEXT NOT NULL CHECK (kind IN ('deploy', 'rollback')),
+            rollback_of INTEGER,
+            environment TEXT,
+            profile_name TEXT NOT NULL,
+            profile_path TEXT NOT NULL,
+            profile_json TEXT NOT NULL,
+            profile_texts TEXT NOT NULL,
+            profile_hash TEXT NOT NULL,
+            lock_text TEXT,
+            lock_hash TEXT,
+            bundle_files TEXT NOT NULL,
+            bundle_hash TEXT NOT NULL,
+            manifest TEXT NOT NULL,
+            kit_version TEXT NOT NULL,
+            git_commit TEXT,
+            git_dirty INTEGER,
+            created_by TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            modal_tag TEXT NOT NULL,
+            modal_version TEXT,
+            modal_app_id TEXT,
+            urls TEXT NOT NULL DEFAULT '{}',
+            smoke TEXT,
+            error TEXT,
+            UNIQUE (app, number)
+        );
+        -- The invariant everything else relies on: an app has at most one current revision.
+        CREATE UNIQUE INDEX revisions_one_deployed ON revisions (app) WHERE status = 'deployed';
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            app TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            status TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TABLE deploy_locks (
+            app TEXT PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            acquired_at TEXT NOT NULL,
+            command TEXT NOT NULL
+        );
+        """
+    )
+
+
+Migration = tuple[str, Callable[[sqlite3.Connection], None]]
+MIGRATIONS: list[Migration] = [("001_revisions", _m001_revisions)]
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Revision:
+    app: str
+    number: int
+    status: str
+    kind: str
+    profile_name: str
+    profile_path: str
+    profile: dict[str, Any]  # the resolved profile, as validated
+    profile_texts: dict[str, str]  # root-relative path -> text: the extends chain and its schema files
+    profile_hash: str
+    bundle_files: dict[str, str]
+    bundle_hash: str
+    manifest: dict[str, Any]
+    kit_version: str
+    created_by: str
+    host: str
+    pid: int
+    created_at: str
+    modal_tag: str
+    environment: str | None = None
+    rollback_of: int | None = None
+    lock_text: str | None = None
+    lock_hash: str | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    finished_at: str | None = None
+    modal_version: str | None = None
+    modal_app_id: str | None = None
+    urls: dict[str, str] = field(default_factory=dict)
+    smoke: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"r{self.number}"
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the stored files: what `kit history --format json` prints per revision."""
+        return {
+            "app": self.app,
+            "number": self.number,
+            "status": self.status,
+            "kind": self.kind,
+            "rollback_of": self.rollback_of,
+            "environment": self.environment,
+            "profile": self.profile_path,
+            "profile_name": self.profile_name,
+            "profile_hash": self.profile_hash,
+            "lock_hash": self.lock_hash,
+            "bundle_hash": self.bundle_hash,
+            "bundle_files": sorted(self.bundle_files),
+            "kit_version": self.kit_version,
+            "git_commit": self.git_commit,
+            "git_dirty": self.git_dirty,
+            "created_by": self.created_by,
+            "host": self.host,
+            "pid": self.pid,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+            "modal_tag": self.modal_tag,
+            "modal_version": self.modal_version,
+            "modal_app_id": self.modal_app_id,
+            "urls": self.urls,
+            "smoke": self.smoke,
+            "error": self.error,
+        }
+
+
+_JSON_COLUMNS = {"profile": "profile_json", "profile_texts": "profile_texts", "bundle_files": "bundle_files", "manifest": "manifest", "urls": "urls", "smoke": "smoke"}
+
+
+def _row_to_revision(row: sqlite3.Row) -> Revision:
+    data = dict(row)
+    data.pop("id", None)
+    for attr, col in _JSON_COLUMNS.items():
+        raw = data.pop(col)
+        data[attr] = json.loads(raw) if raw is not None else None
+    data["urls"] = data["urls"] or {}
+    if data["git_dirty"] is not None:
+        data["git_dirty"] = bool(data["git_dirty"])
+    return Revision(**data)
+
+
+class HistoryError(KitError):
+    """The history database cannot be read or written. Nothing in it was changed."""
+
+    exit_code = 2
+
+
+@dataclass
+class Event:
+    app: str
+    number: int
+    at: str
+    status: str
+    note: str
+
+
+class History:
+    """The revisions of every app, in one SQLite file."""
+
+    def __init__(self, path: Path, *, readonly: bool = False):
+        self.path = path
+        self.readonly = readonly
+        self.db = self._connect()
+        self.migrate()
+
+    # --- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, state_dir: Path, *, readonly: bool = False) -> History:
+        """Open (creating it unless `readonly`) `state_dir/history.db`, applying pending migrations."""
+        if not readonly:
+            try:
+                state_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise HistoryError(f"cannot create the state directory {state_dir}: {exc.strerror}", fix="set KIT_STATE_DIR to a writable directory") from None
+        return cls(state_dir / "history.db", readonly=readonly)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if self.readonly:
+                db = self._connect_readonly()
+            else:
+                db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA busy_timeout = 10000")
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the header: catches a corrupt file now
+            return db
+        except sqlite3.DatabaseError as exc:
+            raise self._explain(exc) from None
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        uri = f"file:{self.path}?mode=ro"
+        db = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            # A WAL database in a directory we cannot write (no -shm file can be made): read it as an
+            # immutable snapshot rather than not at all.
+            db.close()
+            return sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, isolation_level=None)
+
+    def _explain(self, exc: sqlite3.DatabaseError) -> HistoryError:
+        msg = str(exc)
+        if "readonly" in msg or "read-only" in msg:
+            return HistoryError(
+                f"the deploy history {self.path} is read-only ({msg}); nothing was deployed or changed",
+                fix="make the file and its directory writable, or set KIT_STATE_DIR to a writable copy",
+            )
+        if isinstance(exc, sqlite3.OperationalError) and ("unable to open" in msg or "disk I/O" in msg):
+            return HistoryError(f"cannot open the deploy history {self.path}: {msg}", fix="check that the file and its directory exist and are writable, or set KIT_STATE_DIR")
+        if "locked" in msg or "busy" in msg:
+            return HistoryError(f"the deploy history {self.path} stayed locked by another kit process for 10 s: {msg}", fix="wait for the other kit command to finish, then retry")
+        return HistoryError(
+            f"the deploy history {self.path} is not a readable SQLite database ({msg}); kit left it untouched",
+            fix="restore it from a backup, or move it aside (kit then starts a new, empty history); kit never deletes it",
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken up front (BEGIN IMMEDIATE) so two writers never interleave."""
+        if self.readonly:
+            raise HistoryError(f"the deploy history {self.path} was opened read-only", fix="this is a bug in kit")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            raise self._explain(exc) from None
+        try:
+            yield self.db
+        except sqlite3.IntegrityError:
+            self.db.execute("ROLLBACK")
+            raise  # a broken invariant is a bug in kit, not something to explain away
+        except sqlite3.DatabaseError as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise self._explain(exc) from None
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise self._explain(exc) from None
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        try:
+            return self.db.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._explain(exc) from None
+
+    # --- migrations ----------------------------------------------------------------------------
+    def applied_migrations(self) -> list[str]:
+        has_ledger = self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_kit_migrations'")
+        if not has_ledger:
+            return []
+        return [r[0] for r in self._query("SELECT name FROM _kit_migrations ORDER BY name")]
+
+    def migrate(self, migrations: list[Migration] | None = None) -> list[str]:
+        """Apply the migrations not yet in the ledger, each in its own transaction; returns their names."""
+        migrations = MIGRATIONS if migrations is None else migrations
+        done = set(self.applied_migrations())
+        pending = [(name, fn) for name, fn in migrations if name not in done]
+        unknown = done - {name for name, _ in migrations}
+        if unknown:
+            raise HistoryError(
+                f"the deploy history {self.path} was written by a newer kit (migrations {', '.join(sorted(unknown))})",
+                fix="upgrade kit; this one would not understand it",
+            )
+        if not pending:
+            return []
+        if self.readonly:
+            raise HistoryError(f"the deploy history {self.path} needs an upgrade that a read-only open cannot apply", fix="run any kit command that writes it (kit deploy --dry-run does not)")
+        applied = []
+        for name, fn in pending:
+            with self.transaction() as db:
+                db.execute("CREATE TABLE IF NOT EXISTS _kit_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+                if db.execute("SELECT 1 FROM _kit_migrations WHERE name = ?", (name,)).fetchone():
+                    continue  # another process applied it while we waited for the write lock
+                fn(db)
+                db.execute("INSERT INTO _kit_migrations (name, applied_at) VALUES (?, ?)", (name, now()))
+            applied.append(name)
+        return applied
+
+    # --- reading -------------------------------------------------------------------------------
+    def revisions(self, app: str | None = None) -> list[Revision]:
+        if app is None:
+            rows = self._query("SELECT * FROM revisions ORDER BY app, number")
+        else:
+            rows = self._query("SELECT * FROM revisions WHERE app = ? ORDER BY number", (app,))
+        return [_row_to_revision(r) for r in rows]
+
+    def get(self, app: str, number: int) -> Revision | None:
+        rows = self._query("SELECT * FROM revisions WHERE app = ? AND number = ?", (app, number))
+        return _row_to_revision(rows[0]) if rows else None
+
+    def current(self, app: str) -> Revision | None:
+        """The deployed revision of `app`, if any."""
+        rows = self._query("SELECT * FROM revisions WHERE app = ? AND status = 'deployed'", (app,))
+        return _row_to_revision(rows[0]) if rows else None
+
+    def apps(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT DISTINCT app FROM revisions ORDER BY app")]
+
+    def events(self, app: str, number: int | None = None) -> list[Event]:
+        if number is None:
+            rows = self._query("SELECT app, number, at, status, note FROM events WHERE app = ? ORDER BY id", (app,))
+        else:
+            rows = self._query("SELECT app, number, at, status, note FROM events WHERE app = ? AND number = ? ORDER BY id", (app, number))
+        return [Event(**dict(r)) for r in rows]
+
+    def rollback_target(self, app: str, to: int | None = None) -> Revision:
+        """The revision `kit rollback` redeploys: `to`, or the newest earlier good one with another bundle."""
+        current = self.current(app)
+        if to is not None:
+            rev = self.get(app, to)
+            if rev is None:
+                raise OperationError(f"{app} has no revision r{to}", fix=f"`kit history {app}` lists its revisions")
+            if rev.status == "deployed":
+                raise OperationError(f"r{to} is already the deployed revision of {app}", fix="name an earlier revision with --to")
+            if rev.status not in GOOD:
+                raise OperationError(
+                    f"r{to} of {app} is {rev.status}: kit rolls back only to revisions that were deployed and passed their smoke test",
+                    fix=f"`kit history {app}` lists them (status superseded or rolled_back)",
+                )
+            return rev
+        for rev in reversed(self.revisions(app)):
+            if rev.status != "superseded":
+                continue
+            if current is not None and rev.bundle_hash == current.bundle_hash:
+                continue
+            return rev
+        what = f"its current revision is {current.label}" if current else "it has no deployed revision"
+        raise OperationError(f"{app} has no earlier good revision to roll back to ({what})", fix=f"`kit history {app}` shows what was deployed; deploy a fixed profile with `kit deploy`")
+
+    # --- writing -------------------------------------------------------------------------------
+    def record_pending(self, rev: Revision) -> Revision:
+        """Give `rev` the app's next number and store it as pending."""
+        with self.transaction() as db:
+            row = db.execute("SELECT COALESCE(MAX(number), 0) FROM revisions WHERE app = ?", (rev.app,)).fetchone()
+            rev.number = row[0] + 1
+            rev.status = "pending"
+            cols = {
+                "app": rev.app,
+                "number": rev.number,
+                "status": rev.status,
+                "kind": rev.kind,
+                "rollback_of": rev.rollback_of,
+                "environment": rev.environment,
+                "profile_name": rev.profile_name,
+                "profile_path": rev.profile_path,
+                "profile_json": json.dumps(rev.profile, sort_keys=True),
+                "profile_texts": json.dumps(rev.profile_texts, sort_keys=True),
+                "profile_hash": rev.profile_hash,
+                "lock_text": rev.lock_text,
+                "lock_hash": rev.lock_hash,
+                "bundle_files": json.dumps(rev.bundle_files, sort_keys=True),
+                "bundle_hash": rev.bundle_hash,
+                "manifest": json.dumps(rev.manifest, sort_keys=True),
+                "kit_version": rev.kit_version,
+                "git_commit": rev.git_commit,
+                "git_dirty": None if rev.git_dirty is None else int(rev.git_dirty),
+                "created_by": rev.created_by,
+                "host": rev.host,
+                "pid": rev.pid,
+                "created_at": rev.created_at,
+                "modal_tag": rev.modal_tag.replace("{number}", str(rev.number)),
+                "urls": json.dumps(rev.urls),
+            }
+            rev.modal_tag = cols["modal_tag"]
+            db.execute(f"INSERT INTO revisions ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})", tuple(cols.values()))
+            self._event(db, rev.app, rev.number, "pending", f"{rev.kind} by {rev.created_by}@{rev.host} pid {rev.pid}")
+        return rev
+
+    def update(self, app: str, number: int, **values: Any) -> None:
+        """Store Modal's answers (tag, version, urls, smoke) on a revision without changing its status."""
+        sets = {_JSON_COLUMNS.get(k, k): (json.dumps(v) if k in _JSON_COLUMNS else v) for k, v in values.items()}
+        with self.transaction() as db:
+            db.execute(f"UPDATE revisions SET {', '.join(f'{k} = ?' for k in sets)} WHERE app = ? AND number = ?", (*sets.values(), app, number))
+
+    def mark_deployed(self, app: str, number: int, *, replaced_status: str = "superseded", note: str = "") -> Revision | None:
+        """Make `number` the current revision; the one it replaces becomes `replaced_status`. Returns that one."""
+        assert replaced_status in ("superseded", "rolled_back")
+        with self.transaction() as db:
+            prev = db.execute("SELECT * FROM revisions WHERE app = ? AND status = 'deployed'", (app,)).fetchone()
+            if prev is not None:
+                db.execute("UPDATE revisions SET status = ? WHERE id = ?", (replaced_status, prev["id"]))
+                self._event(db, app, prev["number"], replaced_status, f"replaced by r{number}")
+            db.execute("UPDATE revisions SET status = 'deployed', finished_at = ? WHERE app = ? AND number = ?", (now(), app, number))
+            self._event(db, app, number, "deployed", note)
+        return _row_to_revision(prev) if prev is not None else None
+
+    def mark_failed(self, app: str, number: int, error: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE revisions SET status = 'failed', error = ?, finished_at = ? WHERE app = ? AND number = ?", (error, now(), app, number))
+            self._event(db, app, number, "failed", error)
+
+    def add_note(self, app: str, number: int, note: str) -> None:
+        """Append to a finished revision's error text (e.g. 'rolled back automatically by r8')."""
+        with self.transaction() as db:
+            db.execute("UPDATE revisions SET error = COALESCE(error || '; ', '') || ? WHERE app = ? AND number = ?", (note, app, number))
+            status = db.execute("SELECT status FROM revisions WHERE app = ? AND number = ?", (app, number)).fetchone()
+            self._event(db, app, number, status[0] if status else "?", note)
+
+    def pending(self, app: str) -> list[Revision]:
+        return [_row_to_revision(r) for r in self._query("SELECT * FROM revisions WHERE app = ? AND status = 'pending' ORDER BY number", (app,))]
+
+    @staticmethod
+    def _event(db: sqlite3.Connection, app: str, number: int, status: str, note: str) -> None:
+        db.execute("INSERT INTO events (app, number, at, status, note) VALUES (?, ?, ?, ?, ?)", (app, number, now(), status, note))

@@ -1,0 +1,364 @@
+"""kit deploy / rollback / status / history, end to end.
+
+Everything is real (the library profile and its lockfile, check, render, SQLite, the smoke test over
+HTTP to a server on 127.0.0.1, subprocesses) except the Modal cloud: kit's ModalTarget runs
+tests/fake_modal.py in place of the `modal` CLI (tests/deployfakes.py says how). After each fault the
+history is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kit import deploy as kd
+from kit.deploylock import pid_alive
+from kit.errors import OperationError
+from kit.history import History
+from kit.load import load
+from tests.deployfakes import REPO, FakeModal, make_target, profile_tree
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    f = FakeModal(tmp_path / "modal")
+    for k, v in f.env().items():
+        monkeypatch.setenv(k, v)
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def profile(tmp_path) -> Path:
+    return profile_tree(tmp_path / "repo")
+
+
+@pytest.fixture
+def history(tmp_path):
+    h = History.open(tmp_path / "state")
+    yield h
+    h.close()
+
+
+def context(history: History, deploy_timeout: float = 30.0) -> tuple[kd.Context, list[str]]:
+    said: list[str] = []
+    return kd.Context(history=history, target=make_target(), deploy_timeout=deploy_timeout, modal_timeout=10.0, echo=said.append), said
+
+
+def deploy(profile: Path, history: History, *, atomic: bool = False, **kw) -> kd.Outcome:
+    ctx, _ = context(history, **kw)
+    return kd.deploy(kd.prepare(load(profile)), ctx, atomic=atomic)
+
+
+def statuses(history: History, app: str = "ir-generator") -> list[tuple[int, str, str]]:
+    return [(r.number, r.status, r.kind) for r in history.revisions(app)]
+
+
+def bump(profile: Path, old: str = "max_containers = 2", new: str = "max_containers = 3") -> None:
+    text = profile.read_text()
+    assert old in text
+    profile.write_text(text.replace(old, new))
+
+
+# --- in-process: the deploy flow --------------------------------------------------------------
+
+
+def test_deploy_records_a_complete_revision(fake, profile, history):
+    out = deploy(profile, history)
+    assert out.ok, out.messages
+    rev = history.get("ir-generator", 1)
+    state = fake.read()
+    assert rev.status == "deployed" and rev.kind == "deploy"
+    assert rev.modal_tag == f"kit-r1-{rev.bundle_hash[:12]}" == state["versions"][0]["tag"]
+    assert rev.modal_version == "v1" and rev.modal_app_id == "ap-fake1"
+    assert state["live_bundle"] == rev.bundle_hash == rev.manifest["bundle_hash"]
+    assert set(rev.profile_texts) == {"profiles/qwen25-a10g.toml", "profiles/schemas/ir-v1.json"}
+    assert rev.profile_texts["profiles/qwen25-a10g.toml"] == profile.read_text()
+    assert rev.lock_text == (profile.parent / "qwen25-a10g.lock").read_text()
+    assert {"app.py", "manifest.json", "requirements.txt"} <= set(rev.bundle_files)
+    assert state["deploys"][0]["files"] == sorted(rev.bundle_files)  # Modal was handed exactly the bundle
+    assert rev.smoke["ok"] and [c["name"] for c in rev.smoke["checks"]] == ["health", "latency", "json", "schema"]
+    assert rev.urls["Inference.health"].endswith("/health")
+    assert rev.created_by and rev.host and rev.kit_version and rev.finished_at
+    st = kd.status("ir-generator", history, make_target(), 10)
+    assert st.drift == [] and st.current.number == 1
+
+
+def test_deploy_fails(fake, profile, history):
+    fake.behave(deploy="fail")
+    out = deploy(profile, history)
+    assert not out.ok
+    assert statuses(history) == [(1, "failed", "deploy")]
+    assert "pip install exited with status 1" in history.get("ir-generator", 1).error
+    assert history.current("ir-generator") is None
+    assert history.db.execute("SELECT count(*) FROM deploy_locks").fetchone()[0] == 0
+
+
+def test_deploy_hangs_past_the_timeout(fake, profile, history):
+    fake.behave(deploy="hang")
+    started = time.monotonic()
+    out = deploy(profile, history, deploy_timeout=1.0)
+    assert time.monotonic() - started < 10
+    assert not out.ok
+    rev = history.get("ir-generator", 1)
+    assert rev.status == "failed" and "did not finish within 1 s and was stopped" in rev.error
+    pid = int(fake.wait_for("deploy.pid"))
+    assert not pid_alive(pid)  # the whole process group was killed, not left running
+
+
+def test_failed_smoke_with_atomic_rolls_back_to_the_last_good_bundle(fake, profile, history):
+    assert deploy(profile, history).ok
+    good = history.get("ir-generator", 1)
+    bump(profile)
+    bad = kd.prepare(load(profile)).bundle.hash
+    fake.behave(generate="invalid", only_bundle=bad)  # the new bundle generates schema-invalid output
+    ctx, said = context(history)
+    out = kd.deploy(kd.prepare(load(profile)), ctx, atomic=True)
+    assert not out.ok and out.rollback is not None and out.rollback.status == "deployed"
+    assert statuses(history) == [(1, "superseded", "deploy"), (2, "failed", "deploy"), (3, "deployed", "rollback")]
+    r2, r3 = history.get("ir-generator", 2), history.get("ir-generator", 3)
+    assert "/version" in r2.error and "rolled back automatically by r3" in r2.error and not r2.smoke["ok"]
+    assert r3.rollback_of == 1 and r3.bundle_hash == good.bundle_hash and r3.bundle_files == good.bundle_files and r3.smoke["ok"]
+    assert fake.read()["live_bundle"] == good.bundle_hash
+    assert any("--atomic: rolling back to r1" in s for s in said)
+    assert any("rolled back automatically: r3 redeployed r1's bundle" in m for m in out.messages)
+
+
+def test_atomic_rollback_that_fails_too_is_recorded(fake, profile, history):
+    assert deploy(profile, history).ok
+    bump(profile)
+    fake.behave(health="down")  # every bundle is unhealthy now
+    out = deploy(profile, history, atomic=True)
+    assert not out.ok and out.rollback is not None and out.rollback.status == "failed"
+    assert statuses(history) == [(1, "deployed", "deploy"), (2, "failed", "deploy"), (3, "failed", "rollback")]
+    assert any("the automatic rollback to r1 failed too" in m for m in out.messages)
+
+
+def test_failed_smoke_without_atomic_says_what_modal_serves(fake, profile, history):
+    assert deploy(profile, history).ok
+    bump(profile)
+    fake.behave(generate="fenced")
+    out = deploy(profile, history, atomic=False)
+    assert not out.ok and out.rollback is None
+    assert any("Modal now serves r2, which failed its smoke test; `kit rollback ir-generator` returns to r1" in m for m in out.messages)
+    assert statuses(history) == [(1, "deployed", "deploy"), (2, "failed", "deploy")]
+    st = kd.status("ir-generator", history, make_target(), 10)
+    assert st.drift == ["Modal serves v2, kit's r2 (failed), not the current r1"]
+
+
+def test_rollback_redeploys_the_stored_bundle_never_the_working_copy(fake, profile, history):
+    assert deploy(profile, history).ok
+    bump(profile)
+    assert deploy(profile, history).ok
+    r1, r2 = history.get("ir-generator", 1), history.get("ir-generator", 2)
+    assert r1.bundle_hash != r2.bundle_hash
+    shutil.rmtree(profile.parent)  # the working copy is gone: the rollback must not need it
+    ctx, said = context(history)
+    out = kd.rollback("ir-generator", ctx)
+    assert out.ok, out.messages
+    assert statuses(history) == [(1, "superseded", "deploy"), (2, "rolled_back", "deploy"), (3, "deployed", "rollback")]
+    r3 = history.get("ir-generator", 3)
+    assert r3.rollback_of == 1 and r3.bundle_files == r1.bundle_files and r3.profile_texts == r1.profile_texts
+    state = fake.read()
+    assert state["deploys"][-1]["bundle"] == r1.bundle_hash == state["live_bundle"]
+    assert any("Team and Enterprise" in s and "redeploying r1's stored bundle" in s for s in said)  # native rollback refused
+    assert r3.modal_version == "v3" and kd.status("ir-generator", history, make_target(), 10).drift == []
+
+
+def test_rollback_uses_modals_native_rollback_when_available(fake, profile, history):
+    assert deploy(profile, history).ok
+    bump(profile)
+    assert deploy(profile, history).ok
+    fake.behave(rollback="ok")
+    ctx, _ = context(history)
+    out = kd.rollback("ir-generator", ctx, to=1)
+    assert out.ok
+    state = fake.read()
+    assert state["rollbacks"] == ["v1"] and len(state["deploys"]) == 2  # no third build
+    r3 = history.get("ir-generator", 3)
+    assert (r3.status, r3.rollback_of, r3.modal_version) == ("deployed", 1, "v3")
+    assert kd.status("ir-generator", history, make_target(), 10).drift == []  # v3 has no tag, but kit recorded it
+
+
+def test_rollback_with_no_earlier_good_revision(fake, profile, history):
+    ctx, _ = context(history)
+    with pytest.raises(OperationError, match="no earlier good revision"):
+        kd.rollback("ir-generator", ctx)
+    assert deploy(profile, history).ok
+    with pytest.raises(OperationError, match="no earlier good revision to roll back to \\(its current revision is r1\\)"):
+        kd.rollback("ir-generator", ctx)
+    assert statuses(history) == [(1, "deployed", "deploy")]
+    assert len(fake.read()["deploys"]) == 1
+
+
+def test_status_sees_a_deploy_made_outside_kit(fake, profile, history):
+    assert deploy(profile, history).ok
+    state = fake.read()
+    state["versions"].append({"version": "v2", "time_deployed": "2026-11-29T00:00:00Z", "client": "1.6.4", "deployed_by": "someone", "commit": "abc1234*", "tag": None})
+    fake.write(state)
+    st = kd.status("ir-generator", history, make_target(), 10)
+    assert len(st.drift) == 1 and "v2 (deployed by someone" in st.drift[0] and "was not deployed by kit" in st.drift[0]
+    fake.behave(history="fail")
+    st = kd.status("ir-generator", history, make_target(), 10)
+    assert st.modal is None and "Could not connect" in st.modal_error
+
+
+def test_plan_shows_changes_and_cost(fake, profile, history):
+    assert deploy(profile, history).ok
+    bump(profile)
+    text = profile.read_text().replace('type = "A10G"', 'type = "L40S"')
+    profile.write_text(text)
+    plan = kd.plan(kd.prepare(load(profile)), history)
+    assert {(c.key, c.old, c.new) for c in plan.changes} == {("gpu.type", "A10G", "L40S"), ("serving.max_containers", 2, 3)}
+    assert plan.cost_before.per_container == pytest.approx(1.10) and plan.cost_after.gpu == "L40S"
+    assert plan.cost_after.per_container > plan.cost_before.per_container
+    assert plan.current.number == 1 and plan.blockers == []
+
+
+# --- the CLI, in real subprocesses -------------------------------------------------------------
+
+
+def kit(*args: str, env: dict[str, str], cwd: Path | None = None, read_only_as_root: bool = False, wait: bool = True):
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("KIT_", "MODAL_", "FAKE_MODAL"))}
+    full.update({"NO_COLOR": "1", "COLUMNS": "200", "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"})
+    full.update(env)
+    preexec = _drop_file_override if read_only_as_root and os.geteuid() == 0 else None
+    proc = subprocess.Popen([sys.executable, "-m", "kit", *args], cwd=cwd or REPO, env=full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
+    if not wait:
+        return proc
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
+
+
+def _drop_file_override() -> None:
+    """Root ignores file modes; drop the capabilities that let it (bounding set), so read-only means read-only."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2, 3):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def history_json(env: dict[str, str]) -> list[dict]:
+    code, out, err = kit("history", "--format", "json", env=env)
+    assert code == 0, err
+    return [{"number": r["number"], "status": r["status"], "kind": r["kind"]} for r in json.loads(out)["revisions"]]
+
+
+def test_dry_run_needs_no_modal_account(tmp_path, profile):
+    env = {"HOME": str(tmp_path / "home"), "KIT_STATE_DIR": str(tmp_path / "state")}
+    code, out, err = kit("deploy", str(profile), "--dry-run", env=env)
+    assert code == 0, err
+    assert "Plan: deploy profiles/qwen25-a10g.toml to Modal app ir-generator" in out
+    assert "is fresh" in out and "$1.10/h per running container (A10G)" in out and "first deploy" in out
+    assert "dry run: nothing was deployed or recorded; ready to deploy" in out
+    assert not (tmp_path / "state").exists()  # a dry run writes nothing
+
+
+def test_no_credentials_is_said_first(tmp_path, profile):
+    env = {"HOME": str(tmp_path / "home"), "KIT_STATE_DIR": str(tmp_path / "state")}
+    started = time.monotonic()
+    code, out, err = kit("deploy", str(profile), "--yes", env=env)
+    assert code == 2
+    assert "no Modal credentials" in err and "modal token new" in err and "MODAL_TOKEN_ID" in err and "MODAL_TOKEN_SECRET" in err
+    assert "Plan" not in out and time.monotonic() - started < 10
+    code, _, err = kit("rollback", "ir-generator", env=env)
+    assert code == 2 and "modal token new" in err
+
+
+def test_no_terminal_and_no_yes(tmp_path, fake, profile):
+    code, out, err = kit("deploy", str(profile), env={**fake.env(), "KIT_STATE_DIR": str(tmp_path / "state")})
+    assert code == 2 and "no terminal to confirm" in err and "--yes" in err
+    assert fake.read()["deploys"] == []
+
+
+def test_killed_between_pending_and_deployed(tmp_path, fake, profile):
+    env = {**fake.env(), "KIT_STATE_DIR": str(tmp_path / "state")}
+    fake.behave(deploy="block")
+    proc = kit("deploy", str(profile), "--yes", env=env, wait=False)
+    try:
+        modal_pid = int(fake.wait_for("deploying"))
+        assert history_json(env) == [{"number": 1, "status": "pending", "kind": "deploy"}]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        os.kill(modal_pid, signal.SIGKILL) if pid_alive(modal_pid) else None
+        proc.kill()
+        proc.communicate()
+    fake.behave(deploy=None)
+    # status sees it; a plain deploy refuses, naming the dead process and the flag; nothing changes.
+    code, out, _ = kit("status", "ir-generator", env=env)
+    assert code == 1 and "r1 is pending but its process" in out and "is gone" in out
+    code, _, err = kit("deploy", str(profile), "--yes", env=env)
+    assert code == 1 and "no longer running; it left r1 pending" in err and "--break-lock" in err
+    assert history_json(env) == [{"number": 1, "status": "pending", "kind": "deploy"}]
+    # --break-lock resolves the orphan and deploys.
+    code, out, err = kit("deploy", str(profile), "--yes", "--break-lock", env=env)
+    assert code == 0, err
+    assert "r1 was left pending by a process that stopped; marked failed" in err
+    assert history_json(env) == [{"number": 1, "status": "failed", "kind": "deploy"}, {"number": 2, "status": "deployed", "kind": "deploy"}]
+
+
+def test_two_deploys_race_for_one_app(tmp_path, fake, profile):
+    env = {**fake.env(), "KIT_STATE_DIR": str(tmp_path / "state")}
+    fake.behave(deploy="block")
+    first = kit("deploy", str(profile), "--yes", env=env, wait=False)
+    try:
+        fake.wait_for("deploying")
+        code, _, err = kit("deploy", str(profile), "--yes", env=env)
+        assert code == 1 and "another kit process is deploying or rolling back ir-generator" in err
+        (fake.dir / "release").write_text("go")
+        out, err = first.communicate(timeout=60)
+        assert first.returncode == 0, err
+    finally:
+        first.kill()
+    assert history_json(env) == [{"number": 1, "status": "deployed", "kind": "deploy"}]
+    assert len(fake.read()["deploys"]) == 1
+
+
+def test_corrupt_state_file(tmp_path, fake, profile):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "history.db").write_bytes(b"\x00garbage" * 512)
+    env = {**fake.env(), "KIT_STATE_DIR": str(state)}
+    code, _, err = kit("deploy", str(profile), "--yes", env=env)
+    assert code == 2 and "not a readable SQLite database" in err and "untouched" in err
+    assert (state / "history.db").read_bytes() == b"\x00garbage" * 512
+    assert fake.read()["deploys"] == []  # nothing deployed
+    code, _, err = kit("history", env=env)
+    assert code == 2 and "not a readable SQLite database" in err
+
+
+def test_read_only_state_file(tmp_path, fake, profile):
+    state = tmp_path / "state"
+    env = {**fake.env(), "KIT_STATE_DIR": str(state)}
+    h = History.open(state)
+    assert deploy(profile, h).ok
+    h.close()
+    before = history_json(env)
+    bump(profile)
+    files = [state, *state.iterdir()]
+    modes = {p: p.stat().st_mode for p in files}
+    try:
+        for p in files:
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        code, out, err = kit("deploy", str(profile), "--yes", env=env, read_only_as_root=True)
+        assert code == 2, (out, err)
+        assert "is read-only" in err and "nothing was deployed" in err
+        assert len(fake.read()["deploys"]) == 1
+        code, out, err = kit("history", "--format", "json", env=env, read_only_as_root=True)
+        assert code == 0, err  # still readable
+        assert [{k: r[k] for k in ("number", "status", "kind")} for r in json.loads(out)["revisions"]] == before
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+    assert history_json(env) == before == [{"number": 1, "status": "deployed", "kind": "deploy"}]
