@@ -1,0 +1,382 @@
+"""Profile x Profile -> ProfileDiff: what a change to a profile means, not only which lines moved.
+
+Compares the resolved profiles (after `extends` and defaults), so a change to a parent shows in every
+child it reaches. Besides the settings that moved it works out what they mean: package upgrades and
+downgrades, transitive packages that moved in the lockfiles, GPU cost per hour and per 1,000
+requests, memory headroom, the `kit check` findings the change introduces or fixes, and on request
+the rendered app's unified diff. Formatting lives in kit.diff_format; reading a git ref in kit.gitref.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from packaging.version import Version
+
+from kit import catalog
+from kit.errors import KitError, UsageError
+from kit.load import LoadedProfile
+from kit.rules import Finding
+
+# When a profile has no [smoke] section, cost per request assumes the Smoke model's default budget.
+DEFAULT_LATENCY_S = 30.0
+
+Status = Literal["changed", "added", "removed", "unchanged"]
+
+
+@dataclass(frozen=True)
+class ValueChange:
+    """One resolved setting (dotted key) that differs; None means unset."""
+
+    key: str
+    old: Any
+    new: Any
+    via: str | None = None  # the parent file that set it, when not the profile itself (an `extends` change)
+
+
+@dataclass(frozen=True)
+class PackageChange:
+    name: str
+    old: str | None
+    new: str | None
+
+    @property
+    def kind(self) -> str:
+        """added, removed, upgrade or downgrade."""
+        if self.old is None:
+            return "added"
+        if self.new is None:
+            return "removed"
+        return "upgrade" if Version(self.new) > Version(self.old) else "downgrade"
+
+    @property
+    def level(self) -> str | None:
+        """major, minor or patch by the first release number that moved; pre/post for the rest."""
+        if self.old is None or self.new is None:
+            return None
+        a, b = Version(self.old), Version(self.new)
+        ra, rb = (a.release + (0, 0, 0))[:3], (b.release + (0, 0, 0))[:3]
+        for name, x, y in zip(("major", "minor", "patch"), ra, rb):
+            if x != y:
+                return name
+        return "pre/post"
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one side costs to run: GPU price, and per 1,000 requests at a stated latency."""
+
+    gpu: str
+    count: int
+    price_per_hour: float  # all of the container's GPUs, USD
+    latency_s: float
+    latency_source: str
+
+    @property
+    def per_1k_requests(self) -> float:
+        # One request at a time per container: GPU-seconds per request = latency. Batching
+        # (serving.max_inputs > 1) lowers it; idle scaledown time and cold starts raise it.
+        return self.price_per_hour * self.latency_s / 3600 * 1000
+
+
+@dataclass
+class ProfileDiff:
+    """Everything that differs between two resolved versions of one profile."""
+
+    path: str
+    name: str
+    status: Status
+    old_path: str | None = None  # when the two sides are different files (`kit diff OLD NEW`)
+    settings: list[ValueChange] = field(default_factory=list)
+    packages: list[PackageChange] = field(default_factory=list)
+    locked: list[PackageChange] = field(default_factory=list)  # transitive: in the lockfiles, not pinned
+    notes: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # files the profile reads (schemas) whose text changed
+    cost_before: Cost | None = None
+    cost_after: Cost | None = None
+    headroom_before: int | None = None  # bytes; see kit.check.MemoryFit.headroom
+    headroom_after: int | None = None
+    introduced: list[Finding] = field(default_factory=list)
+    fixed: list[Finding] = field(default_factory=list)
+    rendered: str | None = None  # unified diff of the rendered app, with --rendered
+
+    @property
+    def changed(self) -> bool:
+        return self.status != "unchanged"
+
+    @property
+    def gpu_changed(self) -> bool:
+        return any(c.key in ("gpu.type", "gpu.count") for c in self.settings)
+
+    @property
+    def cost_changed(self) -> bool:
+        b, a = self.cost_before, self.cost_after
+        return (b is None) != (a is None) or (b is not None and a is not None and round(b.per_1k_requests, 4) != round(a.per_1k_requests, 4))
+
+    def as_dict(self) -> dict[str, Any]:
+        def cost(c: Cost | None) -> dict[str, Any] | None:
+            if c is None:
+                return None
+            return {
+                "gpu": c.gpu,
+                "count": c.count,
+                "price_per_hour_usd": round(c.price_per_hour, 4),
+                "latency_s": c.latency_s,
+                "latency_source": c.latency_source,
+                "per_1k_requests_usd": round(c.per_1k_requests, 4),
+            }
+
+        def pkg(p: PackageChange) -> dict[str, Any]:
+            return {"name": p.name, "old": p.old, "new": p.new, "kind": p.kind, "level": p.level}
+
+        def finding(f: Finding) -> dict[str, Any]:
+            return {"rule": f.rule, "severity": f.severity, "summary": f.summary, "keys": f.keys, "fix": f.fix}
+
+        return {
+            "path": self.path,
+            "old_path": self.old_path,
+            "name": self.name,
+            "status": self.status,
+            "settings": [{"key": c.key, "old": c.old, "new": c.new, "via": c.via} for c in self.settings],
+            "packages": [pkg(p) for p in self.packages],
+            "locked": [pkg(p) for p in self.locked],
+            "files": self.files,
+            "cost": {"before": cost(self.cost_before), "after": cost(self.cost_after)},
+            "memory_headroom_bytes": {"before": self.headroom_before, "after": self.headroom_after},
+            "findings": {"introduced": [finding(f) for f in self.introduced], "fixed": [finding(f) for f in self.fixed]},
+            "notes": self.notes,
+            "rendered": self.rendered,
+        }
+
+
+def diff(old: LoadedProfile | None, new: LoadedProfile | None, *, rendered: bool = False, latency_s: float | None = None) -> ProfileDiff:
+    """What changed from `old` to `new` (either may be None: a profile added or removed)."""
+    if old is None and new is None:
+        raise UsageError("nothing to compare")
+    some = new or old
+    assert some is not None
+    out = ProfileDiff(path=some.display, name=some.profile.name, status="changed")
+    if old is not None and new is not None and old.display != new.display:
+        out.old_path = old.display
+    if old is None:
+        out.status = "added"
+    elif new is None:
+        out.status = "removed"
+    old_flat = _flatten(old.profile.model_dump(by_alias=True)) if old else {}
+    new_flat = _flatten(new.profile.model_dump(by_alias=True)) if new else {}
+    for key in _keys(old_flat, new_flat):
+        if key.startswith("packages."):
+            continue
+        if old_flat.get(key) != new_flat.get(key):
+            out.settings.append(ValueChange(key, old_flat.get(key), new_flat.get(key), _via(new if key in new_flat else old, key)))
+    old_pins = dict(old.profile.packages) if old else {}
+    new_pins = dict(new.profile.packages) if new else {}
+    out.packages = _package_changes(old_pins, new_pins)
+    out.files = _file_changes(old, new)
+    _lock_changes(out, old, new, set(old_pins) | set(new_pins))
+    out.cost_before, out.cost_after = (_cost(p, latency_s) if p else None for p in (old, new))
+    out.headroom_before, out.headroom_after = (_headroom(p) if p else None for p in (old, new))
+    _finding_changes(out, old, new)
+    if rendered:
+        out.rendered = _rendered_diff(old, new)
+    if out.status == "changed" and not (out.settings or out.packages or out.locked or out.files or out.introduced or out.fixed or out.rendered):
+        out.status = "unchanged"
+        out.notes = [n for n in out.notes if not n.startswith("lockfile is stale")]
+    return out
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested tables to dotted keys; lists stay whole values."""
+    out: dict[str, Any] = {}
+    for key, val in value.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(val, dict) and val:
+            out.update(_flatten(val, dotted + "."))
+        else:
+            out[dotted] = val
+    return out
+
+
+def _via(loaded: LoadedProfile | None, key: str) -> str | None:
+    if loaded is None:
+        return None
+    where = loaded.file_of(key)
+    return None if where == loaded.display else where
+
+
+def _keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Keys of both, in the first one's order with the second's new keys after."""
+    return list(dict.fromkeys([*a, *b]))
+
+
+def _package_changes(old: dict[str, Any], new: dict[str, Any]) -> list[PackageChange]:
+    changes = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if a is None or b is None or Version(str(a)) != Version(str(b)):
+            changes.append(PackageChange(name, None if a is None else str(a), None if b is None else str(b)))
+    return changes
+
+
+def _file_changes(old: LoadedProfile | None, new: LoadedProfile | None) -> list[str]:
+    """Files the profile reads besides its own chain (schemas) whose text differs."""
+    if old is None or new is None:
+        return []
+    chain = {old.rel(p) for p in old.chain} | {new.rel(p) for p in new.chain}
+    names = (set(old.texts) | set(new.texts)) - chain
+    return sorted(n for n in names if old.texts.get(n) != new.texts.get(n))
+
+
+def _lock_changes(out: ProfileDiff, old: LoadedProfile | None, new: LoadedProfile | None, pinned: set[str]) -> None:
+    from kit import lockfile
+
+    def read(p: LoadedProfile | None):
+        if p is None:
+            return None
+        path = lockfile.lock_path(p)
+        return lockfile.parse(path) if path.exists() else None
+
+    a, b = read(old), read(new)
+    if b is not None and new is not None and b.header.get("profile-hash") != lockfile.resolution_hash(new):
+        out.notes.append("lockfile is stale: it was resolved for another version of the profile (run `kit lock`)")
+    if a is None and b is None:
+        return
+    if a is None or b is None:
+        if old is not None and new is not None:
+            out.notes.append("lockfile added" if a is None else "lockfile removed")
+            out.files.append(out.path.removesuffix(".toml") + ".lock")
+        return
+    old_pkgs = {k: str(v) for k, v in a.packages.items() if k not in pinned}
+    new_pkgs = {k: str(v) for k, v in b.packages.items() if k not in pinned}
+    out.locked = _package_changes(old_pkgs, new_pkgs)
+    if a.text != b.text and not out.locked and not out.packages:
+        out.notes.append("lockfile text changed, but no package version moved (hashes or header)")
+        out.files.append(out.path.removesuffix(".toml") + ".lock")
+
+
+def _cost(loaded: LoadedProfile, latency_s: float | None) -> Cost | None:
+    p = loaded.profile
+    gpu = catalog.gpus().find(p.gpu.type)
+    if gpu is None:
+        return None
+    if latency_s is not None:
+        latency, source = latency_s, "--latency"
+    elif p.smoke is not None and "smoke.latency_budget_s" in loaded.origin:
+        latency, source = p.smoke.latency_budget_s, "smoke.latency_budget_s"
+    elif p.smoke is not None:
+        latency, source = p.smoke.latency_budget_s, "default smoke.latency_budget_s"
+    else:
+        latency, source = DEFAULT_LATENCY_S, "kit's default (no [smoke])"
+    return Cost(gpu=gpu.name, count=p.gpu.count, price_per_hour=gpu.price_per_hour_usd * p.gpu.count, latency_s=latency, latency_source=source)
+
+
+def _headroom(loaded: LoadedProfile) -> int | None:
+    from kit.check import memory_fit
+
+    fit = memory_fit(loaded)
+    return None if fit is None else fit.headroom
+
+
+def _finding_changes(out: ProfileDiff, old: LoadedProfile | None, new: LoadedProfile | None) -> None:
+    from kit.check import check
+    from kit.lockfile import closure_for
+
+    def active(p: LoadedProfile | None) -> dict[tuple, Finding]:
+        if p is None:
+            return {}
+        report = check(p, closure_for(p))
+        return {(f.rule, tuple(f.keys)): f for f in report.active()}
+
+    a, b = active(old), active(new)
+    order = {"error": 0, "warning": 1, "info": 2}
+    out.introduced = sorted((f for k, f in b.items() if k not in a), key=lambda f: (order[f.severity], f.rule))
+    out.fixed = sorted((f for k, f in a.items() if k not in b), key=lambda f: (order[f.severity], f.rule))
+
+
+def _rendered_diff(old: LoadedProfile | None, new: LoadedProfile | None) -> str:
+    try:
+        from kit.render import render
+    except ImportError as exc:
+        raise UsageError(f"--rendered needs kit's renderer (kit.render), which cannot be imported here: {exc}", fix="run without --rendered") from None
+
+    def files(p: LoadedProfile | None) -> dict[str, str]:
+        if p is None:
+            return {}
+        try:
+            bundle = render(p)
+        except KitError as exc:
+            return {"(render failed)": exc.render() + "\n"}
+        result = {}
+        for name, content in sorted(bundle.files.items()):
+            result[str(name)] = content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content)
+        return result
+
+    a, b = files(old), files(new)
+    chunks: list[str] = []
+    for name in sorted(set(a) | set(b)):
+        if a.get(name) == b.get(name):
+            continue
+        chunks += difflib.unified_diff(
+            a.get(name, "").splitlines(keepends=True),
+            b.get(name, "").splitlines(keepends=True),
+            fromfile=f"a/{name}" if name in a else "/dev/null",
+            tofile=f"b/{name}" if name in b else "/dev/null",
+        )
+    text = "".join(c if c.endswith("\n") else c + "\n" for c in chunks)
+    return text
+
+
+def show(value: Any) -> str:
+    """A setting's value for people: `unset`, or compact JSON (strings quoted)."""
+    if value is None:
+        return "unset"
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def diff_files(old: Path, new: Path, *, rendered: bool = False, latency_s: float | None = None) -> list[ProfileDiff]:
+    """`kit diff OLD NEW`: two profile files. Environment overrides (KIT_*) are not applied: diff compares files."""
+    from kit.load import load
+
+    return [diff(load(old, environ={}), load(new, environ={}), rendered=rendered, latency_s=latency_s)]
+
+
+def diff_ref(start: Path, ref: str, *, rendered: bool = False, latency_s: float | None = None, folder: str = "profiles") -> list[ProfileDiff]:
+    """`kit diff --git REF`: every profile whose resolved form (or lockfile) differs between REF and the working tree.
+
+    Every profile is compared, not only the files git lists as changed: a parent's change reaches its children.
+    """
+    import tempfile
+
+    from kit import gitref
+    from kit.load import load
+
+    root = gitref.repo_root(start)
+    snapshot = gitref.Snapshot(root, gitref.resolve(root, ref))
+    now = sorted(p.relative_to(root).as_posix() for p in (root / folder).glob("*.toml") if p.is_file())
+    then = snapshot.profiles(folder)
+    if not now and not then:
+        raise UsageError(f"no profiles ({folder}/*.toml) in the working tree or at {ref}", fix="run kit from the repository that holds profiles/")
+    diffs: list[ProfileDiff] = []
+    with tempfile.TemporaryDirectory(prefix="kit-diff-") as tmp:
+        base = snapshot.materialize(Path(tmp).resolve(), folder)
+        for rel in sorted(set(now) | set(then)):
+            note = None
+            old = None
+            if rel in then:
+                try:
+                    old = load(base / rel, root=base, environ={})
+                except KitError as exc:  # broken at the ref: show the new side whole, and say why
+                    note = f"at {ref} this profile did not load: {exc.message}"
+            new = load(root / rel, root=root, environ={}) if rel in now else None
+            if old is None and new is None:
+                continue
+            d = diff(old, new, rendered=rendered, latency_s=latency_s)
+            if note:
+                d.notes.insert(0, note)
+            if d.changed:
+                diffs.append(d)
+    return diffs
