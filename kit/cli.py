@@ -59,6 +59,7 @@ def check(
     profiles: ProfilesArg = None,
     format: Annotated[Format, typer.Option("--format", "-f", help="text for people, json (stable, see docs/check-json.md), github (workflow annotations).")] = Format.text,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too (exit 1).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show why, fix and sources of info findings too.")] = False,
 ) -> None:
     """Validate profiles: versions, APIs, image and hardware, before anything is built."""
     from kit import output
@@ -78,7 +79,7 @@ def check(
             reports.append(run_check(loaded, closure_for(loaded), closure_note(loaded)))
         except KitError as exc:
             bad.append(exc)
-    output.print_reports(reports, bad, format.value, strict=strict)
+    output.print_reports(reports, bad, format.value, strict=strict, verbose=verbose)
     if bad:
         raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(EXIT_FINDINGS if any(r.failed(strict) for r in reports) else EXIT_OK)

@@ -31,13 +31,13 @@ def print_error(exc: KitError) -> None:
     _console(stderr=True).print(f"[bold red]error:[/] {escape(exc.render())}")
 
 
-def print_reports(reports: list[Report], bad: list[KitError], fmt: str, *, strict: bool = False) -> None:
+def print_reports(reports: list[Report], bad: list[KitError], fmt: str, *, strict: bool = False, verbose: bool = False) -> None:
     if fmt == "json":
         _json(reports, bad)
     elif fmt == "github":
         _github(reports, bad)
     else:
-        _text(reports, bad, strict)
+        _text(reports, bad, strict, verbose)
 
 
 def _totals(reports: list[Report]) -> dict[str, int]:
@@ -100,13 +100,15 @@ def _github(reports: list[Report], bad: list[KitError]) -> None:
     sys.stdout.write("\n".join(out) + "\n")
 
 
-def _finding_lines(f: Finding) -> list[str]:
+def _finding_lines(f: Finding, verbose: bool = False) -> list[str]:
     from rich.markup import escape
 
     style = _STYLE[f.severity]
     keys = f"  [dim]{escape(', '.join(f.keys))}[/]" if f.keys else ""
     head = f"  [{style}]{f.severity:<7}[/] [bold]{escape(f.rule)}[/]{keys}"
     lines = [head, f"          {escape(f.summary)}"]
+    if f.severity == "info" and not verbose and f.allowed is None:
+        return lines  # info is context, not a problem: one line unless asked (-v)
     if f.allowed is not None:
         lines.append(f"          [dim]allowed: {escape(f.allowed)}[/]")
         return lines
@@ -117,7 +119,7 @@ def _finding_lines(f: Finding) -> list[str]:
     return lines
 
 
-def _text(reports: list[Report], bad: list[KitError], strict: bool) -> None:
+def _text(reports: list[Report], bad: list[KitError], strict: bool, verbose: bool = False) -> None:
     from rich.markup import escape
 
     con = _console()
@@ -126,7 +128,7 @@ def _text(reports: list[Report], bad: list[KitError], strict: bool) -> None:
         status = "[bold red]FAIL[/]" if r.failed(strict) else "[green]ok[/]"
         con.print(f"{status} [bold]{escape(r.profile)}[/] [dim]({escape(r.name)})[/]")
         for f in r.findings:
-            for line in _finding_lines(f):
+            for line in _finding_lines(f, verbose):
                 con.print(line)
         for note in r.notes:
             con.print(f"  [dim]note: {escape(note)}[/]")
@@ -140,6 +142,7 @@ def _text(reports: list[Report], bad: list[KitError], strict: bool) -> None:
     con.print(
         f"{len(reports) + len(bad)} profile(s): [bold red]{t['error']} error(s)[/], [yellow]{t['warning']} warning(s)[/], "
         f"[cyan]{t['info']} info[/]" + (f", [bold red]{len(bad)} invalid[/]" if bad else "")
+        + ("" if verbose or not t["info"] else " [dim](-v shows why, fix and source of info findings)[/]")
     )
 
 
