@@ -35,7 +35,7 @@ class Format(str, Enum):
 
 ProfilesArg = Annotated[
     Optional[list[Path]],
-    typer.Argument(help="Profile files; default: every profiles/*.toml under the current directory.", show_default=False),
+    typer.Argument(metavar="PROFILE", help="Profile files; default: every profiles/*.toml under the current directory.", show_default=False),
 ]
 
 
@@ -176,7 +176,7 @@ def rules(
 
 @app.command()
 def render(
-    profile: Annotated[Path, typer.Argument(help="The profile file to render.", show_default=False)],
+    profile: Annotated[Path, typer.Argument(metavar="PROFILE", help="The profile file to render.", show_default=False)],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Directory to write into; default: build/<profile name>.")] = None,
 ) -> None:
     """Render a profile into a Modal app bundle: app.py, requirements.txt, manifest.json (+ schema.json).
@@ -238,7 +238,7 @@ Exit codes (like `terraform plan -detailed-exitcode`, and unlike the rest of kit
              "and the working tree (no checkout; a parent's change shows in every child). Cost per 1,000 requests "
              "is GPU price x latency, one request at a time, at smoke.latency_budget_s (or --latency).\n\n" + DIFF_EXIT_CODES)
 def diff(
-    files: Annotated[Optional[list[Path]], typer.Argument(help="OLD NEW: two profile files.", show_default=False)] = None,
+    files: Annotated[Optional[list[Path]], typer.Argument(metavar="OLD NEW", help="OLD NEW: two profile files.", show_default=False)] = None,
     git: Annotated[Optional[str], typer.Option("--git", metavar="BASE", help="Compare the working tree with this git ref (e.g. origin/main).")] = None,
     format: Annotated[DiffFormat, typer.Option("--format", "-f", help="text, markdown (a PR comment) or json.")] = DiffFormat.text,
     rendered: Annotated[bool, typer.Option("--rendered", help="Include the rendered app's unified diff.")] = False,
@@ -370,7 +370,7 @@ def _context(history):
 
 @app.command()
 def deploy(
-    profile: Annotated[Path, typer.Argument(help="The profile to deploy.", show_default=False)],
+    profile: Annotated[Path, typer.Argument(metavar="PROFILE", help="The profile to deploy.", show_default=False)],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check, verify the lock, render and print the plan; deploy nothing. Needs no Modal account.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Deploy without asking (required when there is no terminal).")] = False,
     atomic: Annotated[Optional[bool], typer.Option("--atomic/--no-atomic", help="Roll back to the last good revision automatically when the smoke test fails. Default: on without a terminal, off with one.", show_default=False)] = None,
