@@ -26,6 +26,7 @@ from kit.load import LoadedProfile
 from kit.plan import Plan, make
 from kit.smoke import SmokeResult, SmokeSpec
 from kit.target import DeployResult, RollbackUnsupported, Target, TargetError
+from kit.tree import write_files
 
 Echo = Callable[[str], None]
 
@@ -103,17 +104,7 @@ def plan(prep: Prepared, history: History | None) -> Plan:
     loaded, profile = prep.loaded, prep.profile
     app = loaded.profile.app.name
     current = history.current(app) if history is not None else None
-    result = make(
-        app=app,
-        environment=loaded.profile.app.environment,
-        profile_display=loaded.display,
-        profile=profile,
-        texts=loaded.texts,
-        lock_text=prep.lock_text,
-        bundle_hash=prep.bundle.hash,
-        bundle_files=sorted(prep.bundle.files),
-        current=current,
-    )
+    result = make(loaded=loaded, bundle_hash=prep.bundle.hash, bundle_files=sorted(prep.bundle.files), current=current)
     result.check = prep.check_summary
     for err in prep.check_errors:
         result.blockers.append(f"kit check: {err}")
@@ -123,6 +114,7 @@ def plan(prep: Prepared, history: History | None) -> Plan:
     else:
         result.lock = f"{lock_rel}: {prep.lock_state} ({prep.lock_reason})"
         result.blockers.append(f"the lockfile is {prep.lock_state}: run `kit lock {loaded.display}` and commit {lock_rel}")
+        result.diff.notes = [n for n in result.diff.notes if not n.startswith("lockfile is stale")]  # the blocker says it
     spec = SmokeSpec.from_profile(profile, loaded.texts)
     if spec is None:
         result.smoke = "none: the profile has no [smoke] section, so the deploy is recorded without a smoke test"
@@ -198,16 +190,6 @@ def new_revision(prep: Prepared) -> Revision:
     )
 
 
-def _materialize(files: dict[str, str], folder: Path) -> Path:
-    for name, text in files.items():
-        path = folder / name
-        if not path.resolve().is_relative_to(folder.resolve()):
-            raise OperationError(f"bundle file {name!r} would be written outside the bundle", fix="this is a bug in kit")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return folder
-
-
 # --- deploy ------------------------------------------------------------------------------------
 
 
@@ -262,7 +244,7 @@ def _deploy_and_smoke(ctx: Context, rev: Revision, run: Callable[[Path], DeployR
     history, app = ctx.history, rev.app
     try:
         with tempfile.TemporaryDirectory(prefix="kit-bundle-") as tmp:
-            result = run(_materialize(rev.bundle_files, Path(tmp)))
+            result = run(write_files(Path(tmp), rev.bundle_files))
     except TargetError as exc:
         history.mark_failed(app, rev.number, f"deploy failed: {exc.message}")
         return Outcome(False, history.get(app, rev.number), [f"r{rev.number} failed: {exc.message}", *([f"fix: {exc.fix}"] if exc.fix else [])])

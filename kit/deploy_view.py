@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
 if TYPE_CHECKING:
     from kit.deploy import AppStatus, Outcome
     from kit.history import Revision
-    from kit.plan import Cost, Plan
+    from kit.plan import Fleet, Plan
 
 JSON_VERSION = 1
 _STATUS_STYLE = {"deployed": "bold green", "pending": "yellow", "failed": "bold red", "superseded": "dim", "rolled_back": "magenta"}
@@ -27,23 +27,41 @@ def _money(x: float | None) -> str:
     return "-" if x is None else f"${x:,.2f}/h"
 
 
-def _cost_line(c: Cost | None) -> str:
-    if c is None:
+def _fleet_line(f: Fleet | None) -> str:
+    if f is None:
         return "unknown (GPU not in kit's catalog)"
+    c = f.cost
     gpus = f"{c.count}x {c.gpu}" if c.count > 1 else c.gpu
-    ceiling = f", up to {_money(c.ceiling)} at max_containers={c.max_containers}" if c.ceiling is not None else ", no max_containers ceiling"
-    return f"{_money(c.per_container)} per running container ({gpus}); idle floor {_money(c.floor)} (min_containers={c.min_containers}){ceiling}"
+    ceiling = f", up to {_money(f.ceiling)} at max_containers={f.max_containers}" if f.ceiling is not None else ", no max_containers ceiling"
+    return f"{_money(c.price_per_hour)} per running container ({gpus}); idle floor {_money(f.floor)} (min_containers={f.min_containers}){ceiling}"
 
 
-def _show(v: Any) -> str:
-    if v is None:
-        return "(unset)"
-    return json.dumps(v) if not isinstance(v, str) else v
+def _count(n: int, what: str, after: str = "") -> str | None:
+    return f"{n} {what}{'' if n == 1 else 's'}{after}" if n else None
+
+
+def _changes_line(plan: Plan) -> str:
+    d, cur = plan.diff, plan.current
+    assert cur is not None
+    if d.status == "unchanged":
+        return "none in the resolved profile or lockfile" + (" (same bundle)" if plan.same_bundle else " (the rendered bundle differs: kit or its templates changed)")
+    counts = [
+        _count(len(d.settings), "setting"),
+        _count(len(d.packages), "package"),
+        _count(len(d.locked), "locked package"),
+        _count(len(d.files), "file"),
+        _count(len(d.introduced), "finding", " introduced"),
+        _count(len(d.fixed), "finding", " fixed"),
+    ]
+    since = f"since r{cur.number}" + (f" ({d.old_path})" if d.old_path else "")
+    return f"{since}: " + (", ".join(c for c in counts if c) or "see the notes")
 
 
 def print_plan(plan: Plan, *, dry_run: bool) -> None:
+    from kit.diff_format import headroom_line, per_request_line, text_lines
+
     con = console()
-    cur = plan.current
+    cur, d = plan.current, plan.diff
     env = plan.environment or "the workspace default"
     con.print(f"[bold]Plan:[/] deploy [bold]{escape(plan.profile)}[/] to Modal app [bold]{escape(plan.app)}[/] (environment {escape(env)})")
     row = "  {:<9} {}"
@@ -55,22 +73,23 @@ def print_plan(plan: Plan, *, dry_run: bool) -> None:
     else:
         modal = f", Modal {cur.modal_version}" if cur.modal_version else ""
         con.print(row.format("current", f"r{cur.number} deployed {cur.created_at} by {escape(cur.created_by)} (bundle {cur.bundle_hash[:12]}{modal})"))
-    if cur is not None:
-        if not plan.changes and not plan.locked and not plan.files:
-            con.print(row.format("changes", "none in the resolved profile or lockfile" + (" (same bundle)" if plan.same_bundle else " (the rendered bundle differs: kit or its templates changed)")))
+    if plan.compared:
+        con.print(row.format("changes", escape(_changes_line(plan))))
+        if d.status != "unchanged":
+            for line in text_lines(d):  # kit diff's wording: packages, lockfile, settings, cost, memory, findings
+                con.print(f"  {escape(line)}")
+        if plan.fleet_before == plan.fleet_after:
+            con.print(row.format("cost", escape(_fleet_line(plan.fleet_after)) + " [dim](unchanged)[/]"))
         else:
-            con.print(row.format("changes", f"{len(plan.changes)} setting(s), {len(plan.locked)} locked package(s), {len(plan.files)} file(s)"))
-            width = max([len(c.key) for c in plan.changes] + [10])
-            for c in plan.changes:
-                con.print(f"    [yellow]~[/] {escape(c.key):<{width}}  {escape(_show(c.old))} [dim]->[/] {escape(_show(c.new))}")
-            for c in plan.locked:
-                con.print(f"    [cyan]~[/] {escape(c.key):<{width}}  {escape(_show(c.old))} [dim]->[/] {escape(_show(c.new))}  [dim](locked, transitive)[/]")
-            for f in plan.files:
-                con.print(f"    [yellow]~[/] {escape(f)}  [dim](file text changed)[/]")
-        con.print(row.format("cost now", escape(_cost_line(plan.cost_before))))
-        con.print(row.format("cost then", escape(_cost_line(plan.cost_after))))
+            con.print(row.format("cost now", escape(_fleet_line(plan.fleet_before))))
+            con.print(row.format("cost then", escape(_fleet_line(plan.fleet_after))))
     else:
-        con.print(row.format("cost", escape(_cost_line(plan.cost_after))))
+        if cur is not None:
+            con.print(row.format("changes", f"unknown: r{cur.number}'s stored profile does not load in this kit (see the note below)"))
+        con.print(row.format("cost", escape(_fleet_line(plan.fleet_after))))
+        if d.cost_after is not None:
+            con.print(row.format("", escape("per 1,000 requests: " + per_request_line(None, d.cost_after))))
+        con.print(row.format("memory", escape(f"headroom {headroom_line(d)}")))
     con.print(row.format("smoke", escape(plan.smoke)))
     next_n = (cur.number + 1) if cur else None
     tag = f"kit-r<N>-{plan.bundle_hash[:12]}"

@@ -5,6 +5,7 @@ child it reaches. Besides the settings that moved it works out what they mean: p
 downgrades, transitive packages that moved in the lockfiles, GPU cost per hour and per 1,000
 requests, memory headroom, the `kit check` findings the change introduces or fixes, and on request
 the rendered app's unified diff. Formatting lives in kit.diff_format; reading a git ref in kit.gitref.
+`kit deploy`'s plan (kit.plan) is this diff against the app's current revision.
 """
 
 from __future__ import annotations
@@ -349,10 +350,9 @@ def diff_ref(start: Path, ref: str, *, rendered: bool = False, latency_s: float 
 
     Every profile is compared, not only the files git lists as changed: a parent's change reaches its children.
     """
-    import tempfile
-
     from kit import gitref
     from kit.load import load
+    from kit.tree import Tree
 
     root = gitref.repo_root(start)
     snapshot = gitref.Snapshot(root, gitref.resolve(root, ref))
@@ -361,14 +361,13 @@ def diff_ref(start: Path, ref: str, *, rendered: bool = False, latency_s: float 
     if not now and not then:
         raise UsageError(f"no profiles ({folder}/*.toml) in the working tree or at {ref}", fix="run kit from the repository that holds profiles/")
     diffs: list[ProfileDiff] = []
-    with tempfile.TemporaryDirectory(prefix="kit-diff-") as tmp:
-        base = snapshot.materialize(Path(tmp).resolve(), folder)
+    with Tree(snapshot.files(folder), prefix="kit-diff-") as base:
         for rel in sorted(set(now) | set(then)):
             note = None
             old = None
             if rel in then:
                 try:
-                    old = load(base / rel, root=base, environ={})
+                    old = base.load(rel)
                 except KitError as exc:  # broken at the ref: show the new side whole, and say why
                     note = f"at {ref} this profile did not load: {exc.message}"
             new = load(root / rel, root=root, environ={}) if rel in now else None

@@ -114,43 +114,50 @@ def as_text(diffs: list[ProfileDiff], title: str) -> str:
     for d in diffs:
         label = f"{d.old_path} -> {d.path}" if d.old_path else d.path
         out.append(f"{_MARK[d.status]} {label} ({d.name}){'' if d.status == 'changed' else ': ' + d.status}")
-        rows: list[tuple[str, str]] = []
-        if d.packages:
-            out.append("  packages")
-            out += [f"    {p.name:<22} {package_change(p)}" for p in d.packages]
-        if d.locked:
-            out.append("  locked (transitive, from the lockfiles)")
-            out += [f"    {p.name:<22} {package_change(p)}" for p in d.locked]
-        if d.settings and d.status == "changed":
-            out.append("  settings")
-            out += [f"    {c.key:<22} {show(c.old)} -> {show(c.new)}" + (f"  (via {c.via})" if c.via else "") for c in d.settings]
-        if d.files:
-            out.append("  files changed")
-            out += [f"    {f}" for f in d.files]
-        if _show_cost(d):
-            rows.append(("gpu", gpu_line(d.cost_before, d.cost_after)))
-            rows.append(("per 1,000 requests", per_request_line(d.cost_before, d.cost_after)))
-        if _show_headroom(d):
-            rows.append(("memory headroom", headroom_line(d)))
-        if rows:
-            out.append("  cost and memory")
-            out += [f"    {k:<22} {v}" for k, v in rows]
-        for heading, found, sign in (("findings introduced", d.introduced, "+"), ("findings fixed", d.fixed, "-")):
-            if found:
-                out.append(f"  {heading}")
-                for f in found:
-                    out.append(f"    {sign} {f.severity:<7} {f.rule}: {f.summary}")
-                    if sign == "+":
-                        out.append(f"              fix: {f.fix}")
-        if d.notes:
-            out.append("  notes")
-            out += [f"    {n}" for n in d.notes]
-        if d.rendered:
-            out.append("  rendered app")
-            out += [f"    {line}" for line in d.rendered.rstrip("\n").splitlines()]
+        out += text_lines(d)
         out.append("")
     out.append(_summary(diffs))
     return "\n".join(out) + "\n"
+
+
+def text_lines(d: ProfileDiff) -> list[str]:
+    """One profile's changes as indented lines (headings at 2 spaces, items at 4); `kit deploy`'s plan shows them too."""
+    out: list[str] = []
+    if d.packages:
+        out.append("  packages")
+        out += [f"    {p.name:<22} {package_change(p)}" for p in d.packages]
+    if d.locked:
+        out.append("  locked (transitive, from the lockfiles)")
+        out += [f"    {p.name:<22} {package_change(p)}" for p in d.locked]
+    if d.settings and d.status == "changed":
+        out.append("  settings")
+        out += [f"    {c.key:<22} {show(c.old)} -> {show(c.new)}" + (f"  (via {c.via})" if c.via else "") for c in d.settings]
+    if d.files:
+        out.append("  files changed")
+        out += [f"    {f}" for f in d.files]
+    rows: list[tuple[str, str]] = []
+    if _show_cost(d):
+        rows.append(("gpu", gpu_line(d.cost_before, d.cost_after)))
+        rows.append(("per 1,000 requests", per_request_line(d.cost_before, d.cost_after)))
+    if _show_headroom(d):
+        rows.append(("memory headroom", headroom_line(d)))
+    if rows:
+        out.append("  cost and memory")
+        out += [f"    {k:<22} {v}" for k, v in rows]
+    for heading, found, sign in (("findings introduced", d.introduced, "+"), ("findings fixed", d.fixed, "-")):
+        if found:
+            out.append(f"  {heading}")
+            for f in found:
+                out.append(f"    {sign} {f.severity:<7} {f.rule}: {f.summary}")
+                if sign == "+":
+                    out.append(f"              fix: {f.fix}")
+    if d.notes:
+        out.append("  notes")
+        out += [f"    {n}" for n in d.notes]
+    if d.rendered:
+        out.append("  rendered app")
+        out += [f"    {line}" for line in d.rendered.rstrip("\n").splitlines()]
+    return out
 
 
 # -- markdown -----------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
-"""A git ref's profiles, read with `git ls-tree` / `git cat-file` into a temporary directory.
+"""A git ref's profiles, read with `git ls-tree` / `git cat-file`.
 
-No checkout: the working tree is never touched. The directory mirrors the repository's layout (the
-profiles folder, plus any file outside it that an `extends` or schema path names), so that
-`extends` and schema paths resolve there exactly as they did at the ref.
+No checkout: the working tree is never touched. `Snapshot.files` returns the profiles folder plus any
+file outside it that an `extends` or schema path names, by repository path; kit.tree writes them into
+a temporary directory where `extends` and schema paths resolve exactly as they did at the ref.
 """
 
 from __future__ import annotations
@@ -76,23 +76,21 @@ class Snapshot:
     def profiles(self, folder: str = "profiles") -> list[str]:
         return sorted(p for p in self.paths if PurePosixPath(p).parent == PurePosixPath(folder) and p.endswith(".toml"))
 
-    def materialize(self, dest: Path, folder: str = "profiles") -> Path:
-        """Write `folder` and every file its profiles refer to under `dest`; returns `dest`."""
+    def files(self, folder: str = "profiles") -> dict[str, bytes]:
+        """`folder`'s files and every file its profiles refer to (`extends`, schemas), by repository path."""
         prefix = folder.rstrip("/") + "/"
         todo = [p for p in self.paths if p.startswith(prefix)]
+        out: dict[str, bytes] = {}
         done: set[str] = set()
         while todo:
             blobs = self.read(todo)
+            out.update(blobs)
             done.update(todo)
             todo = []
             for rel, data in blobs.items():
-                target = dest / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
                 if rel.endswith(".toml"):
                     todo += [r for r in _references(rel, data) if r not in done and r not in todo]
-        (dest / ".git").mkdir(exist_ok=True)  # marks the root for kit.load.find_root
-        return dest
+        return out
 
 
 def _references(rel: str, data: bytes) -> list[str]:

@@ -1,57 +1,59 @@
 """Profile + current Revision -> Plan: what `kit deploy` would change, shown before anything happens.
 
-A plan compares the resolved profile being deployed with the one stored in the app's current
-revision (so a change to a parent profile shows), the lockfiles' pins, the bundle hash, and what
-the GPUs cost per hour before and after (prices from kit/data/gpus.toml, each with its source).
+The changes are `kit diff`'s (kit.diff): the revision stores every file its profile read and its
+lockfile, so they are written into a temporary repository (kit.tree), loaded as they were, and
+diffed against the profile being deployed: settings, package upgrades by major/minor/patch, lockfile
+moves, cost per hour and per 1,000 requests, memory headroom, findings introduced and fixed. The plan
+adds what a deploy needs besides: the fleet's cost (idle floor, ceiling), check, lock and smoke
+summaries, the bundle, and the blockers. kit.deploy.plan fills those in.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
 
+from kit.errors import KitError
 from kit.history import Revision
+from kit.load import LoadedProfile
 
-_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class Change:
-    key: str
-    old: Any
-    new: Any
-
-    @property
-    def kind(self) -> str:
-        return "added" if self.old is None else "removed" if self.new is None else "changed"
+if TYPE_CHECKING:  # kit.diff is imported when a plan is made: `kit status` and `kit rollback` need none
+    from kit.diff import Cost, ProfileDiff
 
 
 @dataclass(frozen=True)
-class Cost:
-    """Per hour, USD: one container (all its GPUs), the always-on floor, and the ceiling."""
+class Fleet:
+    """Per hour, USD: one container (all its GPUs), the always-on floor and the ceiling."""
 
-    gpu: str
-    count: int
-    per_container: float
+    cost: Cost
     min_containers: int
     max_containers: int | None
 
+    @classmethod
+    def of(cls, cost: Cost | None, loaded: LoadedProfile | None) -> Fleet | None:
+        if cost is None or loaded is None:
+            return None
+        serving = loaded.profile.serving
+        return cls(cost, serving.min_containers, serving.max_containers)
+
     @property
     def floor(self) -> float:
-        return self.per_container * self.min_containers
+        return self.cost.price_per_hour * self.min_containers
 
     @property
     def ceiling(self) -> float | None:
-        return None if self.max_containers is None else self.per_container * self.max_containers
+        return None if self.max_containers is None else self.cost.price_per_hour * self.max_containers
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "gpu": self.gpu,
-            "count": self.count,
-            "per_container_per_hour_usd": round(self.per_container, 4),
+            "gpu": self.cost.gpu,
+            "count": self.cost.count,
+            "per_container_per_hour_usd": round(self.cost.price_per_hour, 4),
             "idle_floor_per_hour_usd": round(self.floor, 4),
             "ceiling_per_hour_usd": None if self.ceiling is None else round(self.ceiling, 4),
+            "min_containers": self.min_containers,
+            "max_containers": self.max_containers,
         }
 
 
@@ -63,11 +65,10 @@ class Plan:
     bundle_hash: str
     bundle_files: list[str]
     current: Revision | None
-    changes: list[Change] = field(default_factory=list)
-    locked: list[Change] = field(default_factory=list)  # pins in the lockfile that moved
-    files: list[str] = field(default_factory=list)  # profile files (chain, schemas) whose text changed
-    cost_before: Cost | None = None
-    cost_after: Cost | None = None
+    diff: ProfileDiff  # against the current revision; status "added" when there is none, or it could not be loaded
+    compared: bool = False  # whether `diff` compares against the current revision's profile
+    fleet_before: Fleet | None = None
+    fleet_after: Fleet | None = None
     check: str = ""  # one-line check summary
     lock: str = ""  # one-line lock summary
     smoke: str = ""  # what the smoke test will do
@@ -88,10 +89,9 @@ class Plan:
             "bundle_files": self.bundle_files,
             "current": None if cur is None else {"number": cur.number, "bundle_hash": cur.bundle_hash, "modal_version": cur.modal_version, "created_at": cur.created_at},
             "same_bundle": self.same_bundle,
-            "changes": [{"key": c.key, "old": c.old, "new": c.new} for c in self.changes],
-            "locked": [{"package": c.key, "old": c.old, "new": c.new} for c in self.locked],
-            "files": self.files,
-            "cost": {"before": self.cost_before and self.cost_before.as_dict(), "after": self.cost_after and self.cost_after.as_dict()},
+            "compared": self.compared,
+            "diff": self.diff.as_dict(),
+            "fleet": {"before": self.fleet_before and self.fleet_before.as_dict(), "after": self.fleet_after and self.fleet_after.as_dict()},
             "check": self.check,
             "lock": self.lock,
             "smoke": self.smoke,
@@ -100,59 +100,49 @@ class Plan:
         }
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: value}
+def make(*, loaded: LoadedProfile, bundle_hash: str, bundle_files: list[str], current: Revision | None) -> Plan:
+    """The plan's comparison part: `kit diff` of the current revision's stored profile and `loaded`."""
+    from kit.diff import diff
+
+    notes: list[str] = []
+    compared = _compare(current, loaded, notes) if current is not None else None
+    changes, old = compared or (diff(None, loaded), None)
+    app = loaded.profile.app
+    return Plan(
+        app=app.name,
+        environment=app.environment,
+        profile=loaded.display,
+        bundle_hash=bundle_hash,
+        bundle_files=bundle_files,
+        current=current,
+        diff=changes,
+        compared=old is not None,
+        fleet_before=Fleet.of(changes.cost_before, old),
+        fleet_after=Fleet.of(changes.cost_after, loaded),
+        notes=notes,
+    )
 
 
-def changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[Change]:
-    """Key-by-key differences of two resolved profiles (a list or table is compared as a whole below its key)."""
-    a, b = flatten(old or {}), flatten(new)
-    keys = sorted(set(a) | set(b))
-    return [Change(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
+def _compare(current: Revision, loaded: LoadedProfile, notes: list[str]) -> tuple[ProfileDiff, LoadedProfile] | None:
+    """diff(the revision's stored profile, loaded); None, with a note saying why, when the stored profile does not load."""
+    from kit.diff import diff
+    from kit.tree import Tree
 
-
-def pins(lock_text: str | None) -> dict[str, str]:
-    if not lock_text:
-        return {}
-    return {m.group(1).lower().replace("_", "-"): m.group(2) for m in _PIN.finditer(lock_text)}
-
-
-def cost(profile: dict[str, Any]) -> Cost | None:
-    from kit.catalog import gpus
-
-    gpu = profile.get("gpu") or {}
-    spec = gpus().find(str(gpu.get("type", "")))
-    if spec is None:
+    files = dict(current.profile_texts)
+    if current.lock_text is not None:
+        files[PurePosixPath(current.profile_path).with_suffix(".lock").as_posix()] = current.lock_text
+    try:
+        with Tree(files, prefix="kit-plan-") as tree:
+            old = tree.load(current.profile_path)
+            changes = diff(old, loaded)  # inside the tree: the old side's lockfile is read from it
+    except (KitError, OSError, ValueError) as exc:  # e.g. a profile that this kit's models no longer accept
+        why = ((f"{exc.file}: " if exc.file else "") + exc.message) if isinstance(exc, KitError) else f"{type(exc).__name__}: {exc}"
+        why = " ".join(line.strip() for line in why.splitlines())  # one line: the fix a KitError names is for the working tree
+        notes.append(f"r{current.number}'s stored profile ({current.profile_path}, deployed with kit {current.kit_version}) does not load in this kit, so the plan cannot say what changes: {why}")
         return None
-    count = int(gpu.get("count", 1))
-    serving = profile.get("serving") or {}
-    return Cost(spec.name, count, spec.price_per_hour_usd * count, int(serving.get("min_containers", 0)), serving.get("max_containers"))
-
-
-def make(
-    *,
-    app: str,
-    environment: str | None,
-    profile_display: str,
-    profile: dict[str, Any],
-    texts: dict[str, str],
-    lock_text: str | None,
-    bundle_hash: str,
-    bundle_files: list[str],
-    current: Revision | None,
-) -> Plan:
-    plan = Plan(app=app, environment=environment, profile=profile_display, bundle_hash=bundle_hash, bundle_files=bundle_files, current=current)
-    plan.cost_after = cost(profile)
-    if current is not None:
-        plan.changes = changes(current.profile, profile)
-        old_pins, new_pins = pins(current.lock_text), pins(lock_text)
-        direct = {k.split(".", 1)[1] for k in flatten(profile) if k.startswith("packages.")}
-        plan.locked = [Change(n, old_pins.get(n), new_pins.get(n)) for n in sorted(set(old_pins) | set(new_pins)) if old_pins.get(n) != new_pins.get(n) and n not in direct]
-        plan.files = sorted(p for p in set(current.profile_texts) | set(texts) if current.profile_texts.get(p) != texts.get(p))
-        plan.cost_before = cost(current.profile)
-    return plan
+    if old.profile.model_dump(mode="json", by_alias=True) != current.profile:
+        notes.append(
+            f"r{current.number}'s stored resolved profile differs from what its files give now (KIT_* overrides when it was deployed,"
+            " or defaults that changed with kit): the changes shown are against its files"
+        )
+    return changes, old

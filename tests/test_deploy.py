@@ -16,10 +16,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from kit import deploy as kd
+from kit import deploy_view as view
 from kit.deploylock import pid_alive
 from kit.errors import OperationError
 from kit.history import History
@@ -211,16 +213,90 @@ def test_status_sees_a_deploy_made_outside_kit(fake, profile, history):
     assert st.modal is None and "Could not connect" in st.modal_error
 
 
-def test_plan_shows_changes_and_cost(fake, profile, history):
-    assert deploy(profile, history).ok
+def unlocked_prepare(profile: Path, like: kd.Prepared) -> kd.Prepared:
+    """prepare() for a profile whose packages changed since its lockfile: rendering needs a fresh lock (and
+    `kit lock` the network), so a stand-in renderer returns another bundle. The plan still blocks on the lock."""
+    bundle = SimpleNamespace(files=like.bundle.files, manifest=like.bundle.manifest, hash="0" * 64)
+    return kd.prepare(load(profile), renderer=lambda _: bundle)
+
+
+def test_plan_shows_what_kit_diff_shows(fake, profile, history, capsys):
+    first = kd.prepare(load(profile))
+    assert kd.deploy(first, context(history)[0], atomic=False).ok
+    # The second deploy: another GPU, one container more, and a transformers upgrade that vLLM 0.9.2 cannot import.
     bump(profile)
-    text = profile.read_text().replace('type = "A10G"', 'type = "L40S"')
-    profile.write_text(text)
+    bump(profile, 'type = "A10G"', 'type = "L40S"')
+    bump(profile, 'transformers = "4.53.0"', 'transformers = "4.54.0"')
+    plan = kd.plan(unlocked_prepare(profile, first), history)
+    d = plan.diff
+    assert plan.compared and plan.current.number == 1 and d.status == "changed"
+    assert {(c.key, c.old, c.new) for c in d.settings} == {("gpu.type", "A10G", "L40S"), ("serving.max_containers", 2, 3)}
+    assert [(p.name, p.old, p.new, p.kind, p.level) for p in d.packages] == [("transformers", "4.53.0", "4.54.0", "upgrade", "minor")]
+    assert (d.cost_before.gpu, d.cost_after.gpu) == ("A10G", "L40S") and d.cost_after.per_1k_requests > d.cost_before.per_1k_requests
+    assert plan.fleet_before.cost.price_per_hour == pytest.approx(1.10) and plan.fleet_before.ceiling == pytest.approx(2.20)
+    assert plan.fleet_after.cost.gpu == "L40S" and plan.fleet_after.max_containers == 3
+    assert d.headroom_after > d.headroom_before
+    assert [f.rule for f in d.introduced] == ["vllm-transformers-aimv2"] and d.fixed == []
+    assert any("vllm-transformers-aimv2" in b for b in plan.blockers) and any("the lockfile is stale" in b for b in plan.blockers)
+
+    view.print_plan(plan, dry_run=True)
+    out = capsys.readouterr().out
+    assert "changes   since r1: 2 settings, 1 package, 1 finding introduced" in out
+    assert "transformers           4.53.0 -> 4.54.0  upgrade, minor" in out
+    assert 'gpu.type               "A10G" -> "L40S"' in out
+    assert "A10G $1.10/h -> L40S $1.95/h (+$0.85/h, +77%)" in out and "per 1,000 requests     $0.31 -> $0.54 (+$0.24)" in out
+    assert "memory headroom        2.0 GiB -> 22.0 GiB (+20.0 GiB)" in out
+    assert "+ error   vllm-transformers-aimv2: vLLM 0.9.0-0.9.2 crash at import" in out
+    assert "cost now  $1.10/h per running container (A10G); idle floor $0.00/h (min_containers=0), up to $2.20/h at max_containers=2" in out
+    assert "cost then $1.95/h per running container (L40S)" in out and "a deploy would stop here" in out
+
+    doc = json.loads(json.dumps(plan.as_dict()))
+    assert doc["compared"] and doc["diff"]["packages"] == [{"name": "transformers", "old": "4.53.0", "new": "4.54.0", "kind": "upgrade", "level": "minor"}]
+    assert doc["diff"]["cost"]["before"]["per_1k_requests_usd"] < doc["diff"]["cost"]["after"]["per_1k_requests_usd"]
+    assert doc["diff"]["memory_headroom_bytes"]["after"] > doc["diff"]["memory_headroom_bytes"]["before"]
+    assert doc["diff"]["findings"]["introduced"][0]["rule"] == "vllm-transformers-aimv2"
+    assert doc["fleet"]["after"]["ceiling_per_hour_usd"] == pytest.approx(3 * doc["fleet"]["after"]["per_container_per_hour_usd"])
+
+
+def test_plan_reads_the_revisions_stored_texts_and_lockfile(fake, profile, history, capsys):
+    assert deploy(profile, history).ok
+    r1 = history.get("ir-generator", 1)
+    # As if r1 had run vLLM 0.9.1 with transformers 4.54 (they crash together) and a transitive package had
+    # resolved to another version: the plan compares against the stored texts, not the working tree.
+    text = r1.profile_texts[r1.profile_path]
+    old = text.replace('vllm = "0.9.2"', 'vllm = "0.9.1"').replace('transformers = "4.53.0"', 'transformers = "4.54.0"')
+    assert old != text and "regex==2026.11.19 " in r1.lock_text
+    history.update("ir-generator", 1, profile_texts={**r1.profile_texts, r1.profile_path: old}, lock_text=r1.lock_text.replace("regex==2026.11.19 ", "regex==2025.1.1 "))
     plan = kd.plan(kd.prepare(load(profile)), history)
-    assert {(c.key, c.old, c.new) for c in plan.changes} == {("gpu.type", "A10G", "L40S"), ("serving.max_containers", 2, 3)}
-    assert plan.cost_before.per_container == pytest.approx(1.10) and plan.cost_after.gpu == "L40S"
-    assert plan.cost_after.per_container > plan.cost_before.per_container
-    assert plan.current.number == 1 and plan.blockers == []
+    d = plan.diff
+    assert plan.compared and plan.blockers == [] and d.settings == []
+    assert [(p.name, p.old, p.new, p.kind, p.level) for p in d.packages] == [
+        ("transformers", "4.54.0", "4.53.0", "downgrade", "minor"),
+        ("vllm", "0.9.1", "0.9.2", "upgrade", "patch"),
+    ]
+    assert [(p.name, p.old, p.new, p.level) for p in d.locked] == [("regex", "2025.1.1", "2026.11.19", "major")]
+    assert [f.rule for f in d.fixed] == ["vllm-transformers-aimv2"] and d.introduced == []
+    assert d.cost_before == d.cost_after and d.headroom_before == d.headroom_after
+    view.print_plan(plan, dry_run=True)
+    out = capsys.readouterr().out
+    assert "changes   since r1: 2 packages, 1 locked package, 1 finding fixed" in out
+    assert "vllm                   0.9.1 -> 0.9.2  upgrade, patch" in out and "regex                  2025.1.1 -> 2026.11.19  upgrade, major" in out
+    assert "- error   vllm-transformers-aimv2" in out and "cost and memory" not in out  # the cost did not change
+    assert "r1's stored resolved profile differs from what its files give now" in out  # the texts were edited under it
+
+
+def test_plan_against_a_revision_this_kit_cannot_load(fake, profile, history, capsys):
+    assert deploy(profile, history).ok
+    rev = history.get("ir-generator", 1)
+    texts = {**rev.profile_texts, rev.profile_path: rev.profile_texts[rev.profile_path].replace("[serving]", "[serving]\nreplicas = 2")}
+    history.update("ir-generator", 1, profile_texts=texts)  # as if an older kit had accepted a key this one does not
+    plan = kd.plan(kd.prepare(load(profile)), history)
+    assert not plan.compared and plan.fleet_before is None and plan.fleet_after.cost.gpu == "A10G"
+    assert any("r1's stored profile (profiles/qwen25-a10g.toml, deployed with kit" in n and "serving.replicas: unknown key" in n for n in plan.notes)
+    view.print_plan(plan, dry_run=True)
+    out = capsys.readouterr().out
+    assert "changes   unknown: r1's stored profile does not load in this kit" in out and "ready to deploy" in out
+    assert "per 1,000 requests: $0.31 at 1 s per request" in out and "memory    headroom 2.0 GiB" in out
 
 
 # --- the CLI, in real subprocesses -------------------------------------------------------------
@@ -260,6 +336,7 @@ def test_dry_run_needs_no_modal_account(tmp_path, profile):
     assert code == 0, err
     assert "Plan: deploy profiles/qwen25-a10g.toml to Modal app ir-generator" in out
     assert "is fresh" in out and "$1.10/h per running container (A10G)" in out and "first deploy" in out
+    assert "per 1,000 requests: $0.31 at 1 s per request (smoke.latency_budget_s)" in out and "memory    headroom 2.0 GiB" in out
     assert "dry run: nothing was deployed or recorded; ready to deploy" in out
     assert not (tmp_path / "state").exists()  # a dry run writes nothing
 
