@@ -130,10 +130,13 @@ class StructuredOutput(Section):
 class Serving(Section):
     """How Modal serves the app."""
 
+    # openai is the default: measured on an H200 (benchmarks/gpu/results.md), class mode serves
+    # concurrent requests one after another (1.02x at 32 concurrent), the OpenAI server batches (10.3x).
     mode: Literal["class", "openai"] = Field(
-        "class",
-        description="`class`: the engine in-process behind a `generate` method, `POST /generate` and `GET /health`; "
-        "`openai`: the engine's OpenAI-compatible server behind `@modal.web_server`.",
+        "openai",
+        description="`openai` (default): the engine's OpenAI-compatible server behind `@modal.web_server`, which batches "
+        "concurrent requests; `class`: the engine in-process behind a `generate` method (Python `.remote()`), `POST /generate` "
+        "and `GET /health`, one request at a time per container (benchmarks/gpu/results.md).",
     )
     timeout: int = Field(600, gt=0, description="Seconds one input may run.")
     startup_timeout: int = Field(1200, gt=0, description="Seconds the web server may take to start (openai mode).")
