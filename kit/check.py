@@ -235,6 +235,7 @@ class _Computed:
 
     def run(self) -> list[Finding]:
         self.engine_package()
+        self.attention_backend()
         self.pins_against_metadata()
         self.built_from_source()
         self.gpu_count()
@@ -250,6 +251,41 @@ class _Computed:
         pkg = ENGINE_PACKAGE[self.p.engine.name]
         if pkg not in self.p.packages:
             self.emit("engine-not-pinned", keys=["packages", "engine.name"], package=pkg)
+
+    def attention_backend(self) -> None:
+        """engine.attention_backend against the [[attention]] table and the backend names the pinned release defines."""
+        from kit.rules import attention_backends, attention_row, attention_table
+
+        name = self.p.engine.attention_backend
+        engine = self.p.engine.name
+        pkg = ENGINE_PACKAGE[engine]
+        version = self.p.version(pkg)
+        if not name or version is None:  # unpinned: engine-not-pinned says so
+            return
+        row = attention_row(engine, version)
+        if row is None:
+            covered = ", ".join(r["versions"] for r in attention_table() if r["engine"] == engine) or "none"
+            self.emit("attention-backend-unverified", package=pkg, version=version, covered=covered)
+            return
+        recorded = attention_backends().get(pkg)
+        if recorded is None:  # kit records backend names for vLLM only
+            return
+        entry = recorded.get(str(version))
+        if entry is None:
+            self.emit("attention-backend-names-unrecorded", package=pkg, version=version, backend=name, recorded=", ".join(sorted(recorded, key=Version)))
+            return
+        if (name if row["case_sensitive"] else name.upper()) not in entry["names"]:
+            self.emit(
+                "attention-backend-unknown",
+                package=pkg,
+                version=version,
+                backend=name,
+                cls=entry["class"],
+                file=entry["file"],
+                names=", ".join(entry["names"]),
+                effect=row["on_unknown"],
+                match="exactly" if row["case_sensitive"] else "ignoring case",
+            )
 
     def pins_against_metadata(self) -> None:
         """Each pin against the Requires-Dist and Requires-Python its fellow pins declare."""

@@ -7,7 +7,9 @@ it is computed over every file with the manifest's own `bundle_hash` field left 
 
 Every user-written value reaches the rendered Python through the `py` filter (`literal`), which
 emits a Python literal, never raw text. Which structured-output API the app calls is read from the
-`[[api]]` table in kit/data/rules (data with sources), not decided in the templates.
+`[[api]]` table in kit/data/rules (data with sources), not decided in the templates; how the engine is
+told engine.attention_backend (an environment variable or an engine argument / server flag) is read
+from the `[[attention]]` table the same way.
 
 jinja2 is imported inside functions only: `kit check` must not pay for it.
 """
@@ -175,6 +177,43 @@ def api_for(loaded: LoadedProfile) -> dict[str, Any]:
     return row
 
 
+# -- the attention backend ------------------------------------------------------------------------
+
+
+def attention_for(loaded: LoadedProfile) -> dict[str, Any] | None:
+    """The `[[attention]]` row for the profile's engine and pinned version; None when engine.attention_backend is unset.
+
+    vLLM up to 0.12 reads the backend only from VLLM_ATTENTION_BACKEND; 0.13 added the engine argument
+    attention_backend (--attention-backend) and 0.15 dropped the variable, which later releases then
+    ignore without a word. So a release without a row is refused rather than guessed.
+    """
+    from kit.rules import attention_row, attention_table
+
+    p = loaded.profile
+    if not p.engine.attention_backend:
+        return None
+    engine = p.engine.name
+    package = ENGINE_PACKAGE[engine]
+    version = p.version(package)
+    row = attention_row(engine, version) if version is not None else None
+    if row is None:
+        covered = ", ".join(r["versions"] for r in attention_table() if r["engine"] == engine) or "none"
+        raise RenderError(
+            f"kit has no attention-backend data for {package} {version} (covered: {covered}); it will not guess whether "
+            "engine.attention_backend is read from an environment variable or an engine argument",
+            file=loaded.file_of("engine.attention_backend"),
+            key="engine.attention_backend",
+            fix=f"pin {package} to a covered version, remove engine.attention_backend, or verify that release's source and add an "
+            "[[attention]] row to kit/data/rules/attention.toml (kit check reports attention-backend-unverified)",
+        )
+    row = dict(row)
+    if row["via"] == "engine_arg":
+        identifier(row["engine_arg"])
+        if row["cli_flag"] != "--" + row["engine_arg"].replace("_", "-"):
+            raise DataError(f"[[attention]] row {engine} {row['versions']}: cli_flag is not the flag of {row['engine_arg']}", fix="this is a bug in kit's data")
+    return row
+
+
 # -- requirements ----------------------------------------------------------------------------------
 
 
@@ -209,8 +248,12 @@ def requirements(loaded: LoadedProfile) -> Requirements:
 # -- the context the templates see ---------------------------------------------------------------
 
 
-def _engine_kwargs(loaded: LoadedProfile, api: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of the engine constructor: vllm.LLM(**kw) or sglang.Engine(**kw)."""
+def _engine_kwargs(loaded: LoadedProfile, api: dict[str, Any], attention: dict[str, Any] | None) -> dict[str, Any]:
+    """Keyword arguments of the engine constructor: vllm.LLM(**kw) or sglang.Engine(**kw).
+
+    The server command (openai mode) is built from the same keywords, so an engine argument here is
+    also its --flag there.
+    """
     p = loaded.profile
     m, e = p.model, p.engine
     backend = p.structured_output.backend
@@ -244,8 +287,8 @@ def _engine_kwargs(loaded: LoadedProfile, api: dict[str, Any]) -> dict[str, Any]
             kw["disable_cuda_graph"] = True
         if e.kv_cache_dtype != "auto":
             kw["kv_cache_dtype"] = e.kv_cache_dtype
-        if e.attention_backend:
-            kw["attention_backend"] = e.attention_backend
+    if attention is not None and attention["via"] == "engine_arg":
+        kw[attention["engine_arg"]] = e.attention_backend
     if not (p.engine.name == "sglang" and backend == "auto"):  # sglang has no "auto": its default is xgrammar
         kw[api["engine_backend_arg"]] = backend if api["engine_backend_form"] == "string" else {"backend": backend}
     kw.update(e.args)  # the profile's own engine arguments win
@@ -294,7 +337,7 @@ def _gpu(loaded: LoadedProfile) -> str:
     return f"{name}:{count}" if count > 1 else name
 
 
-def _image(loaded: LoadedProfile, reqs: Requirements) -> dict[str, Any]:
+def _image(loaded: LoadedProfile, reqs: Requirements, attention: dict[str, Any] | None) -> dict[str, Any]:
     img = loaded.profile.image
     options = []
     if reqs.lock_hash is not None:
@@ -305,8 +348,8 @@ def _image(loaded: LoadedProfile, reqs: Requirements) -> dict[str, Any]:
     for url in img.extra_index_urls[1:]:
         options.append(f"--extra-index-url {shlex.quote(url)}")
     env = dict(img.env)
-    if loaded.profile.engine.attention_backend and loaded.profile.engine.name == "vllm":
-        env.setdefault("VLLM_ATTENTION_BACKEND", loaded.profile.engine.attention_backend)
+    if attention is not None and attention["via"] == "env":  # image.env, when it names the variable too, wins
+        env.setdefault(attention["env"], loaded.profile.engine.attention_backend)
     return {
         "slim": img.base == "debian_slim",
         "base": img.base,
@@ -329,9 +372,9 @@ def _max_len(loaded: LoadedProfile) -> int | None:
     return p.model.max_model_len or (arch.max_position_embeddings if arch else None)
 
 
-def _context(loaded: LoadedProfile, api: dict[str, Any], reqs: Requirements, has_schema: bool) -> dict[str, Any]:
+def _context(loaded: LoadedProfile, api: dict[str, Any], attention: dict[str, Any] | None, reqs: Requirements, has_schema: bool) -> dict[str, Any]:
     p = loaded.profile
-    kwargs = _engine_kwargs(loaded, api)
+    kwargs = _engine_kwargs(loaded, api, attention)
     engine_pkg = ENGINE_PACKAGE[p.engine.name]
     return {
         "p": p,
@@ -347,7 +390,7 @@ def _context(loaded: LoadedProfile, api: dict[str, Any], reqs: Requirements, has
         "revision": p.model.revision,
         "hf_secret": p.model.hf_secret,
         "gpu": _gpu(loaded),
-        "image": _image(loaded, reqs),
+        "image": _image(loaded, reqs, attention),
         "volumes": _volumes(loaded),
         "engine_kwargs": kwargs,
         "server_command": _server_command(loaded, kwargs),
@@ -385,6 +428,7 @@ def render(loaded: LoadedProfile) -> Bundle:
     """Render the profile's Modal app, requirements, schema and manifest."""
     p = loaded.profile
     api = api_for(loaded)
+    attention = attention_for(loaded)
     reqs = requirements(loaded)
     files: dict[str, str] = {REQUIREMENTS_FILE: reqs.text}
     schema_path = loaded.schema_path("structured_output")
@@ -395,7 +439,7 @@ def render(loaded: LoadedProfile) -> Bundle:
         files[SCHEMA_FILE] = _canonical_json(json.loads(text))
     env = _environment(str(templates_dir()))
     try:
-        app_text = env.get_template("app.py.j2").render(**_context(loaded, api, reqs, SCHEMA_FILE in files))
+        app_text = env.get_template("app.py.j2").render(**_context(loaded, api, attention, reqs, SCHEMA_FILE in files))
     except TypeError as exc:  # a value the literal filter refuses (e.g. a TOML datetime in engine.args)
         raise UsageError(f"cannot render a value of the profile: {exc}", file=loaded.display, fix="use strings, numbers, booleans, arrays or tables") from None
     files[APP_FILE] = app_text
@@ -416,6 +460,9 @@ def render(loaded: LoadedProfile) -> Bundle:
         ),
         "files": sorted([*files, MANIFEST_FILE]),
     }
+    if attention is not None:  # how the engine is told engine.attention_backend ([[attention]] row)
+        setting = {"env": attention["env"]} if attention["via"] == "env" else {"engine_arg": attention["engine_arg"], "cli_flag": attention["cli_flag"]}
+        manifest["attention_backend"] = {"name": p.engine.attention_backend, "via": attention["via"], "versions": attention["versions"], **setting}
     files[MANIFEST_FILE] = _canonical_json(manifest)
     digest = bundle_hash(files)
     manifest["bundle_hash"] = digest

@@ -28,6 +28,7 @@ CONDITIONS = {
     "image_glibc",
     "apt_missing",
     "env_unset",
+    "env_set",
     "gpu_cc",
     "serving_mode",
     "uses_field",
@@ -125,13 +126,59 @@ def rules_by_id() -> dict[str, Rule]:
     return {r.id: r for r in all_rules()}
 
 
-def api_table() -> list[dict[str, Any]]:
-    """The `[[api]]` rows (structured-output API per engine version) from the rules data."""
+def _table(name: str) -> list[dict[str, Any]]:
+    """The rows of the `[[name]]` data table, from every file under kit/data/rules."""
     rows: list[dict[str, Any]] = []
     for entry in sorted(_rules_dir().iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".toml"):
-            rows += tomllib.loads(entry.read_text(encoding="utf-8")).get("api", [])
+            rows += tomllib.loads(entry.read_text(encoding="utf-8")).get(name, [])
     return rows
+
+
+def api_table() -> list[dict[str, Any]]:
+    """The `[[api]]` rows (structured-output API per engine version) from the rules data."""
+    return _table("api")
+
+
+ATTENTION_VIA = ("env", "engine_arg")
+
+
+def attention_table() -> list[dict[str, Any]]:
+    """The `[[attention]]` rows (how each engine version is told its attention backend), validated."""
+    rows = _table("attention")
+    for row in rows:
+        where = f"data/rules [[attention]] row {row.get('engine')} {row.get('versions')}"
+        if row.get("via") not in ATTENTION_VIA:
+            raise DataError(f"{where}: via must be one of {ATTENTION_VIA}", fix="this is a bug in kit's data")
+        needed = (("env",) if row["via"] == "env" else ("engine_arg", "cli_flag")) + ("on_unknown", "sources")
+        missing = [k for k in needed if not row.get(k)] + ([] if isinstance(row.get("case_sensitive"), bool) else ["case_sensitive"])
+        if missing:
+            raise DataError(f"{where} lacks {', '.join(missing)}", fix="this is a bug in kit's data")
+        try:
+            SpecifierSet(row["versions"])
+        except (KeyError, InvalidSpecifier):
+            raise DataError(f"{where}: versions is not a version specifier", fix="this is a bug in kit's data") from None
+    return rows
+
+
+def attention_row(engine: str, version: Version) -> dict[str, Any] | None:
+    """The one `[[attention]]` row covering this engine version, or None."""
+    rows = [r for r in attention_table() if r["engine"] == engine and SpecifierSet(r["versions"]).contains(version, prereleases=True)]
+    if len(rows) > 1:
+        raise DataError(f"two [[attention]] rows cover {engine} {version}", fix="this is a bug in kit's data (kit/data/rules/attention.toml)")
+    return rows[0] if rows else None
+
+
+@cache
+def attention_backends() -> dict[str, dict[str, dict[str, Any]]]:
+    """engine -> release -> {file, class, names, source}: kit/data/attention_backends.json."""
+    import json
+
+    try:
+        doc = json.loads(resources.files("kit").joinpath("data", "attention_backends.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError) as exc:
+        raise DataError(f"kit's data file data/attention_backends.json is missing or broken: {exc}", fix="reinstall kit; this is a bug in kit") from None
+    return {k: v for k, v in doc.items() if isinstance(v, dict)}
 
 
 def _parse_rule(row: dict[str, Any], file: str) -> Rule:
@@ -196,6 +243,8 @@ def matches(rule: Rule, facts: Facts) -> bool:
     if "apt_missing" in w and w["apt_missing"] in facts.apt:
         return False
     if "env_unset" in w and w["env_unset"] in facts.env:
+        return False
+    if "env_set" in w and w["env_set"] not in facts.env:
         return False
     if "gpu_cc" in w and (facts.gpu_cc is None or not SpecifierSet(w["gpu_cc"]).contains(facts.gpu_cc)):
         return False

@@ -1,18 +1,24 @@
-"""Record which structured-output symbols each vLLM release defines, read from that release's source.
+"""Record which structured-output and attention symbols each vLLM release defines, read from its source.
 
 Writes tests/data/vllm_symbols.json, which tests/test_render_symbols.py uses to check that the app kit
 renders for a vLLM pin only names what that release defines (classes, SamplingParams fields,
-EngineArgs fields, LLM methods, OpenAI request fields).
+EngineArgs fields, LLM methods, OpenAI request fields) and selects the attention backend the way that
+release reads it (the VLLM_ATTENTION_BACKEND variable of vllm/envs.py, or EngineArgs.attention_backend
+and its --attention-backend flag). It also writes kit/data/attention_backends.json: the attention
+backend names (AttentionBackendEnum / _Backend members) of each recorded release, which `kit check`
+compares engine.attention_backend against.
 
     python scripts/record_vllm_symbols.py                      # sdists from the package index
     python scripts/record_vllm_symbols.py --mirror vllm.git    # a git mirror of vllm-project/vllm (tags vX.Y.Z)
     python scripts/record_vllm_symbols.py 0.9.2 0.11.0         # only these releases (merged into the file)
 
 Releases recorded by default: every vLLM pin in profiles/, and the first and last index release inside
-each vLLM `[[api]]` row of kit/data/rules (the boundaries the api table draws). Sources are read with
-`ast`, never imported: nothing of vLLM is executed. From the index, only the release's sdist is
-downloaded (about 9-20 MB each; the URL and sha256 come from the PEP 503 simple page) and only the
-files listed in FILES are read out of it.
+each vLLM `[[api]]` and `[[attention]]` row of kit/data/rules (the boundaries those tables draw).
+Sources are read with `ast`, never imported: nothing of vLLM is executed. From the index, only the
+release's sdist is downloaded (about 9-50 MB each; the URL and sha256 come from the PEP 503 simple
+page) and only the files named here are read out of it. A release published without an sdist (0.15.0,
+0.15.1) is read from its x86_64 wheel instead (about 500 MB, checked against the index's sha256 the
+same way); the wheel holds the same vllm/*.py files.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import tarfile
 import tempfile
 import tomllib
 import urllib.request
+import zipfile
 from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
@@ -36,6 +43,8 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data" / "vllm_symbols.json"
+BACKENDS_OUT = ROOT / "kit" / "data" / "attention_backends.json"  # what `kit check` reads
+TABLES = ("api", "attention")  # data tables of kit/data/rules whose version boundaries are recorded
 
 
 def _index_base() -> str:
@@ -58,6 +67,16 @@ FILES = {
 }
 OPENAI_DIR = "vllm/entrypoints/openai/"
 WATCHED_CLASSES = ("GuidedDecodingParams", "StructuredOutputsParams")
+# Attention backend selection: the environment variable (declared in vllm/envs.py's
+# environment_variables table), the engine argument and its CLI flag, and the enum of backend names.
+ENVS_FILE = "vllm/envs.py"
+ATTENTION_ENV = "VLLM_ATTENTION_BACKEND"
+ATTENTION_ARG = "attention_backend"
+ATTENTION_FLAG = "--attention-backend"
+# Where the backend-name enum lives, newest first: v1/attention/backends/registry.py (0.14+),
+# attention/backends/registry.py (0.11.2-0.13.0), platforms/interface.py (_Backend, up to 0.11.0).
+ENUM_FILES = ("vllm/v1/attention/backends/registry.py", "vllm/attention/backends/registry.py", "vllm/platforms/interface.py")
+ENUM_CLASSES = ("AttentionBackendEnum", "_Backend")
 
 
 # -- reading one release -----------------------------------------------------------------------
@@ -70,16 +89,24 @@ class Source:
         self.version = version
         self.mirror = mirror
         self.tar: tarfile.TarFile | None = None
+        self.zip: zipfile.ZipFile | None = None
         self.origin = ""
         if mirror is not None:
             self.origin = f"git {mirror.name} tag v{version}"
-        else:
+        elif (cache / f"vllm-{version}.tar.gz").exists() or _has_sdist(version):
             self.tar, self.origin = _open_sdist(version, cache)
+        else:
+            self.zip, self.origin = _open_wheel(version, cache)
 
     def read(self, path: str) -> str | None:
         if self.mirror is not None:
             proc = subprocess.run(["git", "--git-dir", str(self.mirror), "show", f"v{self.version}:{path}"], capture_output=True)
             return proc.stdout.decode() if proc.returncode == 0 else None
+        if self.zip is not None:
+            try:
+                return self.zip.read(path).decode()
+            except KeyError:
+                return None
         assert self.tar is not None
         try:
             member = self.tar.extractfile(f"vllm-{self.version}/{path}")
@@ -91,6 +118,8 @@ class Source:
         if self.mirror is not None:
             out = subprocess.run(["git", "--git-dir", str(self.mirror), "ls-tree", "-r", "--name-only", f"v{self.version}", prefix], capture_output=True, text=True)
             return sorted(p for p in out.stdout.split() if p.endswith(".py"))
+        if self.zip is not None:
+            return sorted(n for n in self.zip.namelist() if n.startswith(prefix) and n.endswith(".py"))
         assert self.tar is not None
         head = f"vllm-{self.version}/"
         return sorted(m.name[len(head):] for m in self.tar.getmembers() if m.name.startswith(head + prefix) and m.name.endswith(".py"))
@@ -104,24 +133,63 @@ def _index_page() -> str:
 _PAGE: str | None = None
 
 
-def _open_sdist(version: str, cache: Path) -> tuple[tarfile.TarFile, str]:
+def _page() -> str:
     global _PAGE
+    _PAGE = _PAGE or _index_page()
+    return _PAGE
+
+
+def _link(name_pattern: str) -> tuple[str, str, str] | None:
+    """(file name, URL, sha256) of the first index file whose name matches the regex."""
+    m = re.search(r'href="(https://[^"#]+/(' + name_pattern + r'))#sha256=([0-9a-f]{64})"', _page())
+    return (m.group(2), m.group(1), m.group(3)) if m else None
+
+
+def _download(name: str, url: str, sha: str, path: Path) -> None:
+    print(f"downloading {name}", file=sys.stderr)
+    with urllib.request.urlopen(url, timeout=600) as resp:
+        data = resp.read()
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise SystemExit(f"{name}: sha256 does not match the index")
+    path.write_bytes(data)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _has_sdist(version: str) -> bool:
+    return _link(re.escape(f"vllm-{version}.tar.gz")) is not None
+
+
+def _open_sdist(version: str, cache: Path) -> tuple[tarfile.TarFile, str]:
     name = f"vllm-{version}.tar.gz"
     path = cache / name
     if not path.exists():
-        _PAGE = _PAGE or _index_page()
-        m = re.search(r'href="(https://[^"#]+/' + re.escape(name) + r')#sha256=([0-9a-f]{64})"', _PAGE)
-        if not m:
+        link = _link(re.escape(name))
+        if not link:
             raise SystemExit(f"{name}: no sdist on {INDEX}")
-        url, sha = m.groups()
-        print(f"downloading {name}", file=sys.stderr)
-        with urllib.request.urlopen(url, timeout=300) as resp:
-            data = resp.read()
-        if hashlib.sha256(data).hexdigest() != sha:
-            raise SystemExit(f"{name}: sha256 does not match the index")
-        path.write_bytes(data)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    return tarfile.open(path, "r:gz"), f"sdist {name} sha256:{sha}"
+        _download(*link, path)
+    return tarfile.open(path, "r:gz"), f"sdist {name} sha256:{_sha256(path)}"
+
+
+def _open_wheel(version: str, cache: Path) -> tuple[zipfile.ZipFile, str]:
+    """The release's x86_64 wheel, for a release published without an sdist."""
+    link = _link(re.escape(f"vllm-{version}-") + r"[^\"#/]*x86_64\.whl")
+    if not link:
+        raise SystemExit(f"vllm {version}: neither an sdist nor an x86_64 wheel on {INDEX}")
+    name, url, sha = link
+    path = cache / name
+    if not path.exists():
+        _download(name, url, sha, path)
+    got = _sha256(path)
+    if got != sha:
+        raise SystemExit(f"{name}: cached file does not match the index's sha256")
+    return zipfile.ZipFile(path), f"wheel {name} sha256:{got}"
 
 
 # -- what a file defines -------------------------------------------------------------------------
@@ -161,6 +229,57 @@ def _module_names(tree: ast.Module) -> set[str]:
         elif isinstance(node, ast.ImportFrom | ast.Import):
             names |= {(a.asname or a.name).split(".")[0] for a in node.names}
     return names
+
+
+def _dict_keys(tree: ast.Module, name: str) -> set[str]:
+    """String keys of the module-level dict literal bound to `name` (e.g. envs.environment_variables)."""
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, "target", None)
+        if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(target, ast.Name) and target.id == name and isinstance(node.value, ast.Dict):
+            return {k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+    return set()
+
+
+def _has_string(tree: ast.AST, value: str) -> bool:
+    return any(isinstance(n, ast.Constant) and n.value == value for n in ast.walk(tree))
+
+
+def _enum_members(cls: ast.ClassDef) -> list[str]:
+    """Names assigned in an Enum class body, in definition order (aliases included: Enum[name] accepts them)."""
+    out: list[str] = []
+    for n in cls.body:
+        targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, ast.AnnAssign) and n.value is not None else []
+        out += [t.id for t in targets if isinstance(t, ast.Name) and not t.id.startswith("_")]
+    return out
+
+
+def attention(src: Source, engine_args: list[str]) -> dict:
+    """How this release selects the attention backend, and which backend names it knows."""
+    envs = src.read(ENVS_FILE)
+    args = src.read(FILES["arg_utils"]) or ""
+    backends: dict = {}
+    for path in ENUM_FILES:
+        text = src.read(path)
+        if text is None:
+            continue
+        classes = _classes(ast.parse(text))
+        for name in ENUM_CLASSES:
+            cls = classes.get(name)
+            if cls is not None and any(ast.unparse(b).split(".")[-1] == "Enum" for b in cls.bases):
+                backends = {"file": path, "class": name, "names": _enum_members(cls)}
+                break
+        if backends:
+            break
+    return {
+        "env_var": {
+            "name": ATTENTION_ENV,
+            "file": ENVS_FILE,
+            "defined": envs is not None and ATTENTION_ENV in _dict_keys(ast.parse(envs), "environment_variables"),
+        },
+        "engine_arg": {"name": ATTENTION_ARG, "file": FILES["arg_utils"], "defined": ATTENTION_ARG in engine_args},
+        "cli_flag": {"name": ATTENTION_FLAG, "file": FILES["arg_utils"], "defined": _has_string(ast.parse(args), ATTENTION_FLAG)},
+        "backends": backends,
+    }
 
 
 def record(src: Source) -> dict:
@@ -204,6 +323,7 @@ def record(src: Source) -> dict:
             chat = {"file": path, "response_format": "response_format" in fields, "guided_json": "guided_json" in fields, "structured_outputs": "structured_outputs" in fields}
             break
     entry["ChatCompletionRequest"] = chat
+    entry["attention"] = attention(src, ea)
     return entry
 
 
@@ -224,7 +344,8 @@ def default_versions() -> list[str]:
             wanted.add(Version(doc["packages"]["vllm"]))
     released = [v for v in index_versions() if not v.is_prerelease]
     for path in sorted((ROOT / "kit" / "data" / "rules").glob("*.toml")):
-        for row in tomllib.loads(path.read_text()).get("api", []):
+        doc = tomllib.loads(path.read_text())
+        for row in [r for table in TABLES for r in doc.get(table, [])]:
             if row.get("engine") != "vllm":
                 continue
             inside = [v for v in released if SpecifierSet(row["versions"]).contains(v)]
@@ -250,11 +371,27 @@ def main() -> None:
         "comment": "Written by scripts/record_vllm_symbols.py from each release's own source (read with ast, not imported). Do not edit by hand.",
         "releases": dict(sorted(releases.items(), key=lambda kv: Version(kv[0]))),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    json.dump(out, buf, indent=1, sort_keys=False)
-    OUT.write_text(buf.getvalue() + "\n")
+    _write(OUT, out)
     print(f"wrote {OUT.relative_to(ROOT)} ({len(releases)} releases)", file=sys.stderr)
+    backends = {
+        v: {"source": r["source"], **r["attention"]["backends"]} for v, r in out["releases"].items() if r.get("attention", {}).get("backends")
+    }
+    _write(
+        BACKENDS_OUT,
+        {
+            "comment": "Written by scripts/record_vllm_symbols.py: the attention backend names each recorded vLLM release defines "
+            "(its AttentionBackendEnum / _Backend members, read with ast from the file named). Do not edit by hand.",
+            "vllm": backends,
+        },
+    )
+    print(f"wrote {BACKENDS_OUT.relative_to(ROOT)} ({len(backends)} releases)", file=sys.stderr)
+
+
+def _write(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    json.dump(doc, buf, indent=1, sort_keys=False)
+    path.write_text(buf.getvalue() + "\n")
 
 
 if __name__ == "__main__":

@@ -223,6 +223,68 @@ def test_version_without_api_row_is_refused(tmp_path):
     assert "no structured-output API data for vllm 0.7.3" in err.value.message
 
 
+# -- the attention backend setting comes from the [[attention]] table ------------------------------
+
+
+def _image_env(app: str) -> dict:
+    """The literal passed to the image's .env(...) in a rendered app.py ({} when there is none)."""
+    for node in ast.walk(ast.parse(app)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "env":
+            return ast.literal_eval(node.args[0])
+    return {}
+
+
+@pytest.mark.parametrize(
+    ("vllm", "mode", "env", "kwarg", "flag"),
+    [
+        ("0.9.2", "class", True, False, False),  # only VLLM_ATTENTION_BACKEND exists
+        ("0.9.2", "openai", True, False, False),
+        ("0.12.0", "openai", True, False, False),
+        ("0.13.0", "class", False, True, False),  # both exist: setting both is a ValueError in vLLM, kit sets the argument
+        ("0.14.1", "openai", False, False, True),
+        ("0.20.0", "class", False, True, False),  # the variable is gone: only the argument works
+        ("0.20.0", "openai", False, False, True),
+    ],
+)
+def test_attention_backend_follows_the_table(vllm, mode, env, kwarg, flag, tmp_path, monkeypatch):
+    loaded = variant(tmp_path, packages={"vllm": vllm}, engine={"attention_backend": "FLASH_ATTN"}, serving={"mode": mode})
+    bundle = render(loaded)
+    app = bundle.files["app.py"]
+    assert ("VLLM_ATTENTION_BACKEND" in _image_env(app)) is env
+    module = import_bundle(bundle, tmp_path / "b", monkeypatch).module
+    if mode == "class":
+        assert (module.ENGINE_KWARGS.get("attention_backend") == "FLASH_ATTN") is kwarg
+    else:
+        command = module.SERVER_COMMAND
+        assert (command[command.index("--attention-backend") + 1] == "FLASH_ATTN" if "--attention-backend" in command else False) is flag
+    assert bundle.manifest["attention_backend"]["via"] == ("env" if env else "engine_arg")
+
+
+def test_attention_backend_unset_changes_nothing(tmp_path):
+    bundle = render(variant(tmp_path, packages={"vllm": "0.20.0"}))
+    app = bundle.files["app.py"]
+    assert "attention_backend" not in bundle.manifest
+    assert "VLLM_ATTENTION_BACKEND" not in app and "attention_backend" not in app and "--attention-backend" not in app
+
+
+def test_image_env_wins_over_the_profile_backend_on_env_releases(tmp_path):
+    loaded = variant(tmp_path, engine={"attention_backend": "FLASH_ATTN"}, image={"env": {"VLLM_ATTENTION_BACKEND": "XFORMERS"}})
+    assert _image_env(render(loaded).files["app.py"])["VLLM_ATTENTION_BACKEND"] == "XFORMERS"
+
+
+def test_version_without_attention_row_is_refused(tmp_path, monkeypatch):
+    import kit.rules
+
+    rows = [r for r in kit.rules.attention_table() if r["versions"] != ">=0.15.0,<=0.33.0"]
+    monkeypatch.setattr(kit.rules, "attention_table", lambda: rows)
+    loaded = variant(tmp_path, packages={"vllm": "0.20.0"}, engine={"attention_backend": "FLASH_ATTN"})
+    with pytest.raises(RenderError) as err:
+        render(loaded)
+    assert err.value.exit_code == EXIT_FINDINGS
+    assert "no attention-backend data for vllm 0.20.0" in err.value.message and "attention.toml" in err.value.fix
+    render(variant(tmp_path, packages={"vllm": "0.20.0"}))  # without attention_backend nothing is needed
+
+
 def test_cli_refuses_unknown_version_with_exit_1(tree):
     text = (PROFILES / "qwen25-a10g.toml").read_text().replace('vllm = "0.9.2"', 'vllm = "0.7.3"')
     root = tree({"profiles/old.toml": text, "profiles/schemas/ir-v1.json": (PROFILES / "schemas" / "ir-v1.json").read_text()})

@@ -6,13 +6,20 @@ that release's names: the structured-output classes and their fields, SamplingPa
 EngineArgs fields, LLM methods. The rendered Engine adapter is then run against it, so an import,
 keyword or method the release lacks fails here as it would in the container. vLLM itself (GPU
 wheels of several GB per release) is what is replaced.
+
+The attention backend (engine.attention_backend) is checked the same way: the rendered app must set
+it through what that release reads, the VLLM_ATTENTION_BACKEND variable of vllm/envs.py or the
+EngineArgs field attention_backend / --attention-backend flag, and never through a setting the
+release ignores.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import sys
 import types
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -21,7 +28,7 @@ from packaging.version import Version
 
 from kit.load import load
 from kit.render import render
-from kit.rules import api_table
+from kit.rules import api_table, attention_table
 from tests.conftest import PROFILES
 from tests.rendered import import_bundle
 from tests.test_render import variant
@@ -117,9 +124,9 @@ def test_every_recorded_release_gets_an_api_it_has(version, mode, tmp_path, monk
 
 
 def test_recorded_releases_cover_the_api_table_and_profiles():
-    """Each vLLM [[api]] row has its lowest and highest recorded release; every pin is recorded."""
+    """Each vLLM [[api]] and [[attention]] row has a recorded release; every pin is recorded."""
     recorded = sorted(Version(v) for v in SYMBOLS)
-    for row in api_table():
+    for row in api_table() + attention_table():
         if row["engine"] == "vllm":
             assert [v for v in recorded if SpecifierSet(row["versions"]).contains(v)], f"no recorded release in {row['versions']}"
     for path in VLLM_PROFILES:
@@ -141,3 +148,111 @@ def test_the_stand_in_catches_a_wrong_api(tmp_path, monkeypatch):
     imported = import_bundle(render(variant(tmp_path, packages={"vllm": "0.9.2"})), tmp_path / "b", monkeypatch)
     with pytest.raises((ImportError, TypeError)):
         run_adapter(imported.module, SYMBOLS["0.12.0"], monkeypatch)
+
+
+# -- the attention backend -------------------------------------------------------------------------
+
+
+def image_env(app: str) -> dict:
+    """The literal the rendered image passes to .env(...) ({} when there is none)."""
+    for node in ast.walk(ast.parse(app)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "env":
+            return ast.literal_eval(node.args[0])
+    return {}
+
+
+def attention_setting(bundle, imported, mode: str) -> dict[str, str | None]:
+    """Where the rendered app puts the backend: the image variable, the engine keyword, the server flag."""
+    command = imported.module.SERVER_COMMAND if mode == "openai" else []
+    return {
+        "env_var": image_env(bundle.files["app.py"]).get("VLLM_ATTENTION_BACKEND"),
+        "engine_arg": imported.module.ENGINE_KWARGS.get("attention_backend") if mode == "class" else None,
+        "cli_flag": command[command.index("--attention-backend") + 1] if "--attention-backend" in command else None,
+    }
+
+
+def assert_reads_it(setting: dict, release: dict, backend: str) -> None:
+    """The backend is set exactly once, through a mechanism the release defines."""
+    att = release["attention"]
+    used = {k: v for k, v in setting.items() if v is not None}
+    assert len(used) == 1, f"the backend must be set exactly once (vLLM 0.13-0.14 refuse both), got {used}"
+    (how, value), = used.items()
+    assert value == backend
+    assert att[how]["defined"], f"the app sets the backend through {att[how]['name']}, which this release does not define ({att[how]['file']})"
+    if att["engine_arg"]["defined"]:
+        assert how != "env_var", "this release has the attention_backend argument: VLLM_ATTENTION_BACKEND is deprecated (0.13-0.14) or ignored (0.15+)"
+
+
+@pytest.mark.parametrize("path", VLLM_PROFILES, ids=lambda p: p.stem)
+def test_library_profile_sets_attention_through_what_its_release_reads(path, tmp_path, monkeypatch):
+    loaded = load(path)
+    release = SYMBOLS[loaded.profile.packages["vllm"]]
+    bundle = render(loaded)
+    imported = import_bundle(bundle, tmp_path / "b", monkeypatch)
+    setting = attention_setting(bundle, imported, loaded.profile.serving.mode)
+    if loaded.profile.engine.attention_backend:
+        assert_reads_it(setting, release, loaded.profile.engine.attention_backend)
+    elif not release["attention"]["env_var"]["defined"]:
+        assert setting["env_var"] is None, "VLLM_ATTENTION_BACKEND in image.env: this release ignores it"
+
+
+@pytest.mark.parametrize("version", sorted(SYMBOLS, key=Version))
+@pytest.mark.parametrize("mode", ["class", "openai"])
+def test_every_recorded_release_gets_the_attention_setting_it_reads(version, mode, tmp_path, monkeypatch):
+    """The [[attention]] table's choice, per recorded release, against what that release's source defines."""
+    release = SYMBOLS[version]
+    loaded = variant(tmp_path, packages={"vllm": version}, engine={"attention_backend": "FLASH_ATTN"}, serving={"mode": mode})
+    bundle = render(loaded)
+    imported = import_bundle(bundle, tmp_path / "b", monkeypatch)
+    assert_reads_it(attention_setting(bundle, imported, mode), release, "FLASH_ATTN")
+    assert "FLASH_ATTN" in release["attention"]["backends"]["names"]
+    if mode == "class":  # the stand-in LLM accepts only EngineArgs fields: attention_backend must be one of them
+        run_adapter(imported.module, release, monkeypatch)
+    else:
+        assert cli_flags_exist(imported.module.SERVER_COMMAND, release) == []
+
+
+def test_attention_rows_agree_with_the_recording():
+    """Each vLLM [[attention]] row's mechanism exists in every recorded release it covers, and the newest one is used."""
+    for row in attention_table():
+        if row["engine"] != "vllm":
+            continue
+        for version, release in SYMBOLS.items():
+            if not SpecifierSet(row["versions"]).contains(Version(version)):
+                continue
+            att = release["attention"]
+            if row["via"] == "env":
+                assert att["env_var"]["defined"] and att["env_var"]["name"] == row["env"], version
+                assert not att["engine_arg"]["defined"], f"{version} has attention_backend: the row should use it"
+            else:
+                assert att["engine_arg"]["defined"] and att["engine_arg"]["name"] == row["engine_arg"], version
+                assert att["cli_flag"]["defined"] and att["cli_flag"]["name"] == row["cli_flag"], version
+
+
+def test_attention_symbols_match_what_the_research_found():
+    """The boundaries, read from the sources: the argument arrives in 0.13.0, the variable leaves in 0.15.0."""
+    att = {v: r["attention"] for v, r in SYMBOLS.items()}
+    assert [(v, a["env_var"]["defined"], a["engine_arg"]["defined"], a["cli_flag"]["defined"]) for v, a in att.items() if v in ("0.12.0", "0.13.0", "0.14.1", "0.15.0", "0.20.0")] == [
+        ("0.12.0", True, False, False),
+        ("0.13.0", True, True, True),
+        ("0.14.1", True, True, True),
+        ("0.15.0", False, True, True),
+        ("0.20.0", False, True, True),
+    ]
+    assert att["0.9.2"]["backends"]["class"] == "_Backend" and att["0.20.0"]["backends"]["class"] == "AttentionBackendEnum"
+    assert SYMBOLS["0.15.0"]["source"].startswith("wheel ")  # 0.15.x has no sdist on the index
+
+
+def test_kit_backend_names_are_the_recorded_ones():
+    """kit/data/attention_backends.json (what `kit check` reads) is the recording's, release by release."""
+    kit_data = json.loads(resources.files("kit").joinpath("data", "attention_backends.json").read_text())["vllm"]
+    assert kit_data == {v: {"source": r["source"], **r["attention"]["backends"]} for v, r in SYMBOLS.items()}
+
+
+def test_the_attention_check_has_teeth(tmp_path, monkeypatch):
+    """The 0.9.2 rendering (VLLM_ATTENTION_BACKEND) judged against 0.20.0's names fails, as it silently would on the GPU."""
+    loaded = variant(tmp_path, packages={"vllm": "0.9.2"}, engine={"attention_backend": "FLASH_ATTN"}, serving={"mode": "openai"})
+    bundle = render(loaded)
+    setting = attention_setting(bundle, import_bundle(bundle, tmp_path / "b", monkeypatch), "openai")
+    with pytest.raises(AssertionError):
+        assert_reads_it(setting, SYMBOLS["0.20.0"], "FLASH_ATTN")

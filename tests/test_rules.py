@@ -10,7 +10,7 @@ import pytest
 from kit import catalog
 from kit.check import check
 from kit.load import load
-from kit.rules import all_rules, api_table
+from kit.rules import all_rules, api_table, attention_table
 
 from .conftest import BASE_PROFILE
 
@@ -51,6 +51,17 @@ def test_api_table_covers_every_vllm_release_from_084_without_overlap():
         assert len(hits) == 1, (v, hits)
 
 
+def test_attention_table_covers_every_vllm_release_from_084_without_overlap():
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    rows = [r for r in attention_table() if r["engine"] == "vllm"]
+    for v in ["0.8.4", "0.9.2", "0.10.2", "0.11.0", "0.12.0", "0.13.0", "0.14.1", "0.15.0", "0.15.1", "0.20.0", "0.33.0"]:
+        hits = [r for r in rows if SpecifierSet(r["versions"]).contains(Version(v))]
+        assert len(hits) == 1, (v, hits)
+    assert all(r["sources"] and r["on_unknown"] for r in attention_table())
+
+
 def _findings(tree, text: str) -> set[str]:
     root = tree({"profiles/p.toml": text})
     return {f.rule for f in check(load(root / "profiles/p.toml")).active()}
@@ -59,6 +70,15 @@ def _findings(tree, text: str) -> set[str]:
 def _stack(**packages: str) -> str:
     body = "\n".join(f'{k} = "{v}"' for k, v in packages.items())
     return re.sub(r"\[packages\]\n(.*?\n)\n", f"[packages]\n{body}\n\n", BASE_PROFILE, flags=re.S)
+
+
+def _attention(text: str, backend: str | None = None, env: str | None = None) -> str:
+    """The profile with engine.attention_backend and/or VLLM_ATTENTION_BACKEND in image.env."""
+    if backend:
+        text = text.replace('name = "vllm"', f'name = "vllm"\nattention_backend = "{backend}"')
+    if env:
+        text = text.replace('python = "3.11"', f'python = "3.11"\nenv = {{ VLLM_ATTENTION_BACKEND = "{env}" }}')
+    return text
 
 
 CASES = [
@@ -78,6 +98,12 @@ CASES = [
     ),
     ("vLLM 0.20 wheels on Ubuntu 20.04", _stack(vllm="0.20.0", transformers="4.57.1").replace("12.4.1-devel-ubuntu22.04", "12.8.0-devel-ubuntu20.04"), "vllm-wheel-glibc-2.35"),
     ("an old engine whose structured-output API is unverified", _stack(vllm="0.7.3", transformers="4.48.0"), "vllm-structured-output-api-unverified"),
+    ("VLLM_ATTENTION_BACKEND on vLLM 0.20", _attention(_stack(vllm="0.20.0", transformers="4.57.1"), env="FLASH_ATTN"), "vllm-attention-backend-env-ignored"),
+    ("VLLM_ATTENTION_BACKEND on vLLM 0.13", _attention(_stack(vllm="0.13.0", transformers="4.57.1"), env="FLASH_ATTN"), "vllm-attention-backend-env-deprecated"),
+    ("a backend vLLM 0.20 does not have", _attention(_stack(vllm="0.20.0", transformers="4.57.1"), backend="XFORMERS"), "attention-backend-unknown"),
+    ("a lower-case name on vLLM 0.9.2 (silently dropped)", _attention(BASE_PROFILE, backend="flash_attn"), "attention-backend-unknown"),
+    ("a backend name on an unrecorded vLLM", _attention(_stack(vllm="0.17.0", transformers="4.57.1"), backend="FLASH_ATTN"), "attention-backend-names-unrecorded"),
+    ("attention backend on a vLLM kit has no row for", _attention(_stack(vllm="0.7.3", transformers="4.48.0"), backend="FLASH_ATTN"), "attention-backend-unverified"),
 ]
 
 
@@ -90,6 +116,17 @@ def test_known_good_baseline_fires_no_error(tree):
     root = tree({"profiles/p.toml": BASE_PROFILE})
     report = check(load(root / "profiles/p.toml"))
     assert report.count("error") == 0, [f.rule for f in report.active()]
+
+
+def test_attention_backend_names_per_release(tree):
+    attention_rules = {"attention-backend-unknown", "attention-backend-names-unrecorded", "attention-backend-unverified"}
+    # 0.20.0 upper-cases the name; 0.9.2 matches it exactly; ULTRAQUANT arrived after 0.20.0.
+    assert not attention_rules & _findings(tree, _attention(_stack(vllm="0.20.0", transformers="4.57.1"), backend="flash_attn"))
+    assert not attention_rules & _findings(tree, _attention(BASE_PROFILE, backend="XFORMERS"))
+    assert not attention_rules & _findings(tree, _attention(_stack(vllm="0.33.0", transformers="4.57.1"), backend="ULTRAQUANT"))
+    assert "attention-backend-unknown" in _findings(tree, _attention(_stack(vllm="0.20.0", transformers="4.57.1"), backend="ULTRAQUANT"))
+    # the variable is fine where it is the mechanism
+    assert not {"vllm-attention-backend-env-ignored", "vllm-attention-backend-env-deprecated"} & _findings(tree, _attention(BASE_PROFILE, env="FLASH_ATTN"))
 
 
 def test_aimv2_boundary_is_exact(tree):
