@@ -27,13 +27,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from kit import __version__
 from kit.errors import OperationError, UsageError
 from kit.smoke import parse_strict, validate
+
+if TYPE_CHECKING:
+    from kit.history import BenchRun
 
 DEFAULT_CONCURRENCY = (1, 4, 16, 32)
 DEFAULT_PROMPT = (
@@ -135,6 +138,22 @@ class BenchReport:
     @property
     def errors(self) -> int:
         return sum(level.errors for level in self.levels)
+
+    @property
+    def requests(self) -> int:
+        return sum(level.requests for level in self.levels)
+
+    def summary(self) -> dict[str, float | None]:
+        """Best requests/s of any level; p50 latency and tokens/s at concurrency 1; strict-JSON share of all outputs."""
+        answered = [lv for lv in self.levels if lv.ok]
+        one = next((lv for lv in answered if lv.concurrency == 1), None)
+        ok = sum(lv.ok for lv in answered)
+        return {
+            "best_requests_per_s": max((lv.requests_per_s for lv in answered), default=None),
+            "latency_p50_s_c1": one.latency_p50_s if one else None,
+            "output_tokens_per_s_c1": one.output_tokens_per_s if one else None,
+            "strict_json_share": round(sum(lv.strict_json for lv in answered) / ok, 4) if ok else None,
+        }
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -243,6 +262,34 @@ def endpoint_from_revision(rev: Any) -> Endpoint:
     health, generate = endpoints(rev.urls)
     base = generate.rsplit("/", 1)[0] if generate.endswith("/generate") else generate
     return Endpoint(base_url=base, protocol="kit", generate_url=generate, health_url=health, gpu=gpu.get("type"), gpu_count=gpu.get("count", 1), revision=label)
+
+
+def bench_run(report: BenchReport, app: str, number: int) -> BenchRun:
+    """The report as a kit.history.BenchRun of revision `number` of `app`, ready to store."""
+    import socket
+
+    from kit.history import BenchRun, who
+
+    d = report.as_dict()
+    return BenchRun(
+        app=app,
+        number=number,
+        at=report.started_at,
+        created_by=who(),
+        host=socket.gethostname(),
+        kit_version=report.kit_version,
+        target=report.target,
+        mode="openai" if report.protocol == "openai" else "class",
+        model=report.model,
+        gpu=report.gpu,
+        gpu_count=report.gpu_count,
+        price_per_hour_usd=report.price_per_hour_usd,
+        workload=d["workload"],
+        levels=d["levels"],
+        requests=report.requests,
+        errors=report.errors,
+        **report.summary(),
+    )
 
 
 def workload_from_profile(profile: dict[str, Any], texts: dict[str, str]) -> Workload:

@@ -236,27 +236,34 @@ Exit codes (like `terraform plan -detailed-exitcode`, and unlike the rest of kit
              "Compares resolved profiles (after `extends` and defaults): `kit diff OLD NEW` for two files, or "
              "`kit diff --git BASE` for every profile whose resolved form or lockfile differs between a git ref "
              "and the working tree (no checkout; a parent's change shows in every child). Cost per 1,000 requests "
-             "is GPU price x latency, one request at a time, at smoke.latency_budget_s (or --latency).\n\n" + DIFF_EXIT_CODES)
+             "is GPU price x latency, one request at a time: the p50 latency at concurrency 1 that `kit bench APP@rN` "
+             "measured on a deployed revision of the profile's app with the same GPU and model (kit's local history, "
+             "read only), else the assumed smoke.latency_budget_s; --latency overrides both.\n\n" + DIFF_EXIT_CODES)
 def diff(
     files: Annotated[Optional[list[Path]], typer.Argument(metavar="OLD NEW", help="OLD NEW: two profile files.", show_default=False)] = None,
     git: Annotated[Optional[str], typer.Option("--git", metavar="BASE", help="Compare the working tree with this git ref (e.g. origin/main).")] = None,
     format: Annotated[DiffFormat, typer.Option("--format", "-f", help="text, markdown (a PR comment) or json.")] = DiffFormat.text,
     rendered: Annotated[bool, typer.Option("--rendered", help="Include the rendered app's unified diff.")] = False,
-    latency: Annotated[Optional[float], typer.Option("--latency", metavar="SECONDS", min=0.001, help="Latency per request for the cost figures, instead of smoke.latency_budget_s.")] = None,
+    latency: Annotated[Optional[float], typer.Option("--latency", metavar="SECONDS", min=0.001, help="Latency per request for the cost figures, instead of the measured or assumed one.")] = None,
 ) -> None:
     from kit.errors import EXIT_FINDINGS as EXIT_ERROR
     from kit.output import print_error
 
+    measured = None
     try:
-        from kit.diff import diff_files, diff_ref
+        from kit.diff import LocalBench, diff_files, diff_ref
         from kit.diff_format import render
 
         if git is not None and files:
             raise UsageError("give either OLD NEW or --git BASE, not both", fix="kit diff --git origin/main, or kit diff old.toml new.toml")
+        if latency is None:
+            from kit.settings import Settings
+
+            measured = LocalBench(Settings().state_dir)
         if git is not None:
-            diffs, title = diff_ref(Path.cwd(), git, rendered=rendered, latency_s=latency), f"{git} -> working tree"
+            diffs, title = diff_ref(Path.cwd(), git, rendered=rendered, latency_s=latency, measured=measured), f"{git} -> working tree"
         elif files and len(files) == 2:
-            diffs, title = diff_files(files[0], files[1], rendered=rendered, latency_s=latency), f"{files[0]} -> {files[1]}"
+            diffs, title = diff_files(files[0], files[1], rendered=rendered, latency_s=latency, measured=measured), f"{files[0]} -> {files[1]}"
             diffs = [d for d in diffs if d.changed]
         else:
             raise UsageError("kit diff needs two profile files, or --git BASE", fix="kit diff old.toml new.toml, or kit diff --git origin/main")
@@ -264,6 +271,9 @@ def diff(
     except KitError as exc:
         print_error(exc)
         raise typer.Exit(EXIT_ERROR) from None
+    finally:
+        if measured is not None:
+            measured.close()
     raise typer.Exit(2 if diffs else EXIT_OK)
 
 
@@ -421,15 +431,19 @@ def deploy(
 def history(
     app_name: Annotated[Optional[str], typer.Argument(metavar="[APP]", help="Modal app name (or its profile file); default: every app.", show_default=False)] = None,
     format: Annotated[TextOrJson, typer.Option("--format", "-f", help="text (a table) or json.")] = TextOrJson.text,
+    bench: Annotated[bool, typer.Option("--bench", help="List every `kit bench` run stored with the revisions, with its levels, instead of the revisions.")] = False,
 ) -> None:
-    """List the revisions kit deployed: status, who, when, bundle, Modal version, smoke result."""
+    """List the revisions kit deployed: status, who, when, bundle, Modal version, smoke result, latest bench figures."""
     from kit import deploy_view as view
 
     try:
         hist = _history(readonly=True)
         app_filter = _app_name(app_name, hist) if app_name else None
-        revs = hist.revisions(app_filter) if hist is not None else []
-        view.print_history(revs, format.value)
+        if bench:
+            view.print_bench_runs(hist.bench_runs(app_filter) if hist is not None else [], format.value)
+        else:
+            revs = hist.revisions(app_filter) if hist is not None else []
+            view.print_history(revs, format.value, bench=hist.latest_bench(app_filter) if hist is not None else {})
     except KitError as exc:
         _fail(exc)
 
@@ -487,7 +501,7 @@ def rollback(
 
 @app.command()
 def bench(
-    target: Annotated[str, typer.Argument(metavar="TARGET", help="A URL (kit's /generate + /health, or OpenAI-compatible with --openai), or a deployed app: APP or APP@r3.", show_default=False)],
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="A URL (kit's /generate + /health, or OpenAI-compatible with --openai), or a deployed app: APP or APP@r3 (its results are stored with that revision in kit's history).", show_default=False)],
     openai: Annotated[bool, typer.Option("--openai", help="The URL is an OpenAI-compatible server: POST /v1/chat/completions (streamed), GET /v1/models.")] = False,
     model: Annotated[Optional[str], typer.Option("--model", help="OpenAI: the served model name; default: the first of GET /v1/models.")] = None,
     concurrency: Annotated[str, typer.Option("--concurrency", "-c", help="Comma-separated levels of requests in flight at once.")] = "1,4,16,32",
@@ -505,7 +519,7 @@ def bench(
     format: Annotated[TextOrJson, typer.Option("--format", "-f", help="text (a table) or json.")] = TextOrJson.text,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the JSON report to this file.")] = None,
 ) -> None:
-    """Measure a served model: a sweep over concurrency with latency, tokens/s, requests/s, strict-JSON share and cost (exit 1: requests failed)."""
+    """Measure a served model: a sweep over concurrency with latency, tokens/s, requests/s, strict-JSON share and cost (exit 1: requests failed; 2: the results of a deployed revision could not be stored, though printed)."""
     import json
 
     from kit import bench as b
@@ -514,6 +528,7 @@ def bench(
         levels = tuple(int(v) for v in concurrency.split(",") if v.strip())
     except ValueError:
         _fail(UsageError(f"--concurrency {concurrency!r} is not a list of numbers", fix="write e.g. --concurrency 1,4,16,32"))
+    revision = None  # (app, number) when the target is a kit deployment: the results are stored with it
     try:
         url, app_name, number = b.split_target(target)
         work = b.Workload()
@@ -521,10 +536,15 @@ def bench(
             ep = b.Endpoint(base_url=url, protocol="openai" if openai else "kit", model=model)
         else:
             hist = _history(readonly=True)
-            rev = (hist.get(app_name, number) if number is not None else hist.current(app_name)) if hist is not None else None
+            try:
+                rev = (hist.get(app_name, number) if number is not None else hist.current(app_name)) if hist is not None else None
+            finally:
+                if hist is not None:
+                    hist.close()  # not held during the sweep: the run is stored through a new, writable open
             if rev is None:
                 which = f"r{number}" if number is not None else "a deployed revision"
                 raise UsageError(f"kit's history has no {which} of {app_name!r}", fix="see `kit history`, or pass the endpoint's URL")
+            revision = (rev.app, rev.number)
             ep = b.endpoint_from_revision(rev)
             ep.model = model or ep.model
             work = b.workload_from_profile(rev.profile, rev.profile_texts)
@@ -550,11 +570,43 @@ def bench(
         report = _run_bench(b, ep, work, levels, requests, timeout, warmup_timeout, warmup, price, show=format == TextOrJson.text)
     except KitError as exc:
         _fail(exc)
-    data = json.dumps(report.as_dict(), indent=2)
+    if format == TextOrJson.text:
+        sys.stdout.write(b.format_text(report))  # first: whatever happens to the history, the figures are out
+        sys.stdout.flush()
+    stored, store_error = _store_bench(b, report, revision, target)
+    data = json.dumps({**report.as_dict(), "history": stored}, indent=2)
     if output is not None:
         output.write_text(data + "\n", encoding="utf-8")
-    sys.stdout.write(data + "\n" if format == TextOrJson.json else b.format_text(report))
+    sys.stdout.write(data + "\n" if format == TextOrJson.json else f"\n{stored['note']}\n")
+    if store_error is not None:
+        _fail(store_error)
     raise typer.Exit(EXIT_FINDINGS if report.errors else EXIT_OK)
+
+
+def _store_bench(b, report, revision, target: str):
+    """Record the report with its revision in kit's history: ({recorded, note, ...}, the error that stopped it or None)."""
+    import sqlite3
+
+    from kit.history import History, HistoryError
+    from kit.settings import Settings
+
+    if revision is None:
+        return {"recorded": False, "note": f"not recorded: {target} is a URL, not a kit deployment (bench APP or APP@rN to keep the results in kit's history)"}, None
+    app_name, number = revision
+    try:
+        hist = History.open(Settings().state_dir)
+        try:
+            run = hist.record_bench(b.bench_run(report, app_name, number))
+        finally:
+            hist.close()
+    except sqlite3.Error as exc:  # not one kit explains: still never a traceback over the figures
+        error = HistoryError(f"cannot store the bench run in kit's history: {type(exc).__name__}: {exc}", fix="the figures above are complete; rerun with --output FILE to keep them")
+    except KitError as exc:
+        error = exc
+    else:
+        note = f"recorded in kit's history with {app_name}@r{number} (bench run {run.id}; `kit history {app_name} --bench` lists them)"
+        return {"recorded": True, "app": app_name, "revision": number, "run": run.id, "note": note}, None
+    return {"recorded": False, "app": app_name, "revision": number, "note": f"NOT recorded in kit's history: {error.message}"}, error
 
 
 def _run_bench(b, ep, work, levels, requests, timeout, warmup_timeout, warmup, price, *, show: bool):

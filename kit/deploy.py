@@ -9,7 +9,6 @@ redeploys the bundle stored with the revision.
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 import subprocess
@@ -21,7 +20,7 @@ from typing import Any, Protocol
 
 from kit import deploylock
 from kit.errors import OperationError, UsageError
-from kit.history import History, Revision, now
+from kit.history import History, Revision, now, who
 from kit.load import LoadedProfile
 from kit.plan import Plan, make
 from kit.smoke import SmokeResult, SmokeSpec
@@ -147,13 +146,6 @@ def _git(root: Path) -> tuple[str | None, bool | None]:
         return None, None
 
 
-def _who() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid {os.getuid()}"
-
-
 def _tag(bundle_hash: str) -> str:
     return f"kit-r{{number}}-{bundle_hash[:12]}"  # {number} is filled in when the revision gets its number
 
@@ -182,7 +174,7 @@ def new_revision(prep: Prepared) -> Revision:
         kit_version=kit.__version__,
         git_commit=commit,
         git_dirty=dirty,
-        created_by=_who(),
+        created_by=who(),
         host=socket.gethostname(),
         pid=os.getpid(),
         created_at=now(),
@@ -311,7 +303,7 @@ def rollback(app: str, ctx: Context, *, to: int | None = None, break_lock: bool 
 def _redeploy(ctx: Context, source: Revision, *, replaced: str, note: str) -> Outcome:
     rev = Revision(**{**source.__dict__})
     rev.kind, rev.rollback_of = "rollback", source.number
-    rev.created_by, rev.host, rev.pid, rev.created_at = _who(), socket.gethostname(), os.getpid(), now()
+    rev.created_by, rev.host, rev.pid, rev.created_at = who(), socket.gethostname(), os.getpid(), now()
     rev.modal_tag = _tag(source.bundle_hash)
     rev.modal_version = rev.modal_app_id = rev.smoke = rev.error = rev.finished_at = None
     rev.urls = {}

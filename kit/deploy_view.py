@@ -10,7 +10,7 @@ from rich.markup import escape
 
 if TYPE_CHECKING:
     from kit.deploy import AppStatus, Outcome
-    from kit.history import Revision
+    from kit.history import BenchRun, Revision
     from kit.plan import Fleet, Plan
 
 JSON_VERSION = 1
@@ -133,13 +133,38 @@ def print_outcome(outcome: Outcome) -> None:
 def _revision_line(r: Revision) -> list[str]:
     source = f"rollback to r{r.rollback_of}" if r.kind == "rollback" else "deploy"
     commit = (r.git_commit or "")[:10] + ("*" if r.git_dirty else "") if r.git_commit else "-"
-    return [f"r{r.number}", r.status, source, r.created_at.replace("T", " ").replace("+00:00", "Z"), r.created_by, r.bundle_hash[:12], r.modal_version or "-", commit]
+    return [f"r{r.number}", r.status, source, _when(r.created_at), r.created_by, r.bundle_hash[:12], r.modal_version or "-", commit]
 
 
-def print_history(revs: list[Revision], fmt: str) -> None:
+def _when(at: str) -> str:
+    return at.replace("T", " ").replace("+00:00", "Z")
+
+
+def bench_line(run: BenchRun) -> str:
+    """A bench run in one line: best req/s; p50 and tokens/s at concurrency 1; strict-JSON share; failures."""
+    parts = []
+    if run.best_requests_per_s is not None:
+        parts.append(f"{_short(run.best_requests_per_s)} req/s best")
+    c1 = [f"p50 {_short(run.latency_p50_s_c1)} s"] if run.latency_p50_s_c1 is not None else []
+    c1 += [f"{_short(run.output_tokens_per_s_c1)} tok/s"] if run.output_tokens_per_s_c1 is not None else []
+    if c1:
+        parts.append("c1 " + ", ".join(c1))
+    if run.strict_json_share is not None:
+        parts.append(f"strict JSON {run.strict_json_share:.0%}")
+    if run.errors:
+        parts.append(f"{run.errors}/{run.requests} failed")
+    return "; ".join(parts)
+
+
+def print_history(revs: list[Revision], fmt: str, bench: dict[tuple[str, int], BenchRun] | None = None) -> None:
+    """The revisions; `bench` gives each revision's latest bench run, where it has one."""
+    bench = bench or {}
     if fmt == "json":
-        doc = {"version": JSON_VERSION, "revisions": [r.summary() for r in revs]}
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        rows = []
+        for r in revs:
+            run = bench.get((r.app, r.number))
+            rows.append({**r.summary(), "bench": run.summary() if run else None})
+        sys.stdout.write(json.dumps({"version": JSON_VERSION, "revisions": rows}, indent=2) + "\n")
         return
     from rich.table import Table
 
@@ -149,17 +174,59 @@ def print_history(revs: list[Revision], fmt: str) -> None:
         return
     for app in dict.fromkeys(r.app for r in revs):
         table = Table(title=f"{app}", title_justify="left", box=None, pad_edge=False, header_style="bold")
-        for col in ("rev", "status", "kind", "when (UTC)", "by", "bundle", "modal", "commit", "note"):
+        for col in ("rev", "status", "kind", "when (UTC)", "by", "bundle", "modal", "commit", "bench (latest)", "note"):
             table.add_column(col, overflow="fold")
         for r in revs:
             if r.app != app:
                 continue
             cells = _revision_line(r)
             cells[1] = f"[{_STATUS_STYLE.get(r.status, '')}]{r.status}[/]"
+            run = bench.get((r.app, r.number))
+            cells.append(bench_line(run) if run else "-")
             note = r.error or ("smoke ok" if r.smoke and r.smoke.get("ok") else "")
             table.add_row(*[c if i == 1 else escape(c) for i, c in enumerate(cells)], escape(note[:120]))
         con.print(table)
         con.print()
+
+
+def print_bench_runs(runs: list[BenchRun], fmt: str) -> None:
+    """`kit history --bench`: every stored bench run, oldest first (json: with its levels)."""
+    if fmt == "json":
+        sys.stdout.write(json.dumps({"version": JSON_VERSION, "bench_runs": [run.as_dict() for run in runs]}, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    con = console()
+    if not runs:
+        con.print("no bench runs recorded (`kit bench APP@rN` measures a deployed revision and stores the results)")
+        return
+    cols = ("run", "rev", "when (UTC)", "by", "kit", "mode", "concurrency", "req/s best", "p50 s c1", "tok/s c1", "strict JSON", "failed", "target")
+    for app in dict.fromkeys(run.app for run in runs):
+        table = Table(title=f"{app}: kit bench runs", title_justify="left", box=None, pad_edge=False, header_style="bold")
+        for col in cols:
+            table.add_column(col, overflow="fold")
+        for run in runs:
+            if run.app != app:
+                continue
+            levels = ",".join(str(lv.get("concurrency")) for lv in run.levels)
+            table.add_row(*map(escape, [
+                str(run.id), f"r{run.number}", _when(run.at), run.created_by, run.kit_version, run.mode, levels,
+                _num(run.best_requests_per_s, 2), _num(run.latency_p50_s_c1, 3), _num(run.output_tokens_per_s_c1, 1),
+                "-" if run.strict_json_share is None else f"{run.strict_json_share:.0%}", f"{run.errors}/{run.requests}", run.target,
+            ]))
+        con.print(table)
+        con.print()
+
+
+def _short(x: float) -> str:
+    """Three significant figures, never in exponent form: 207, 12.4, 0.413, 0.00312."""
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    return f"{x:.3g}" if abs(x) >= 0.001 else f"{x:.2g}"
+
+
+def _num(x: float | None, digits: int) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
 
 
 def print_status(statuses: list[AppStatus], fmt: str) -> None:

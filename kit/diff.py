@@ -3,7 +3,8 @@
 Compares the resolved profiles (after `extends` and defaults), so a change to a parent shows in every
 child it reaches. Besides the settings that moved it works out what they mean: package upgrades and
 downgrades, transitive packages that moved in the lockfiles, GPU cost per hour and per 1,000
-requests, memory headroom, the `kit check` findings the change introduces or fixes, and on request
+requests (at the latency `kit bench` measured on a deployed revision when kit's local history has
+one, else at the assumed smoke latency budget), memory headroom, the `kit check` findings the change introduces or fixes, and on request
 the rendered app's unified diff. Formatting lives in kit.diff_format; reading a git ref in kit.gitref.
 `kit deploy`'s plan (kit.plan) is this diff against the app's current revision.
 """
@@ -14,7 +15,7 @@ import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from packaging.version import Version
 
@@ -68,6 +69,38 @@ class PackageChange:
 
 
 @dataclass(frozen=True)
+class Measured:
+    """p50 latency one request at a time, as `kit bench` measured it on a deployed revision of an app."""
+
+    app: str
+    number: int
+    run: int
+    at: str
+    latency_s: float
+    gpu: str | None
+    gpu_count: int
+    model: str | None
+
+    def fits(self, gpu: str, count: int, model: str) -> bool:
+        """Measured on this GPU type (kit's catalog name) and count, serving this model: else it says nothing of them."""
+        spec = catalog.gpus().find(self.gpu) if self.gpu else None
+        return spec is not None and spec.name == gpu and self.gpu_count == count and self.model == model
+
+    def describe(self) -> str:
+        return f"r{self.number} ({self.gpu} x{self.gpu_count}, {self.model})"
+
+
+class Measurements(Protocol):
+    """Where kit diff finds measured latencies (LocalBench: kit's history)."""
+
+    error: str | None  # why none could be read, for a note
+
+    def __call__(self, app: str) -> list[Measured]:
+        """The app's measurements, the one to prefer first."""
+        ...
+
+
+@dataclass(frozen=True)
 class Cost:
     """What one side costs to run: GPU price, and per 1,000 requests at a stated latency."""
 
@@ -75,7 +108,8 @@ class Cost:
     count: int
     price_per_hour: float  # all of the container's GPUs, USD
     latency_s: float
-    latency_source: str
+    latency_source: str  # "--latency", "measured by kit bench on r3", or "assumed: ..."
+    measured: Measured | None = None
 
     @property
     def per_1k_requests(self) -> float:
@@ -128,6 +162,7 @@ class ProfileDiff:
                 "price_per_hour_usd": round(c.price_per_hour, 4),
                 "latency_s": c.latency_s,
                 "latency_source": c.latency_source,
+                "latency_measured": None if c.measured is None else {"app": c.measured.app, "revision": c.measured.number, "bench_run": c.measured.run, "at": c.measured.at},
                 "per_1k_requests_usd": round(c.per_1k_requests, 4),
             }
 
@@ -154,8 +189,12 @@ class ProfileDiff:
         }
 
 
-def diff(old: LoadedProfile | None, new: LoadedProfile | None, *, rendered: bool = False, latency_s: float | None = None) -> ProfileDiff:
-    """What changed from `old` to `new` (either may be None: a profile added or removed)."""
+def diff(old: LoadedProfile | None, new: LoadedProfile | None, *, rendered: bool = False, latency_s: float | None = None, measured: Measurements | None = None) -> ProfileDiff:
+    """What changed from `old` to `new` (either may be None: a profile added or removed).
+
+    `measured` (see LocalBench) gives the latencies `kit bench` measured; without it, or without one
+    that fits a side, cost per request is at the assumed latency.
+    """
     if old is None and new is None:
         raise UsageError("nothing to compare")
     some = new or old
@@ -179,7 +218,7 @@ def diff(old: LoadedProfile | None, new: LoadedProfile | None, *, rendered: bool
     out.packages = _package_changes(old_pins, new_pins)
     out.files = _file_changes(old, new)
     _lock_changes(out, old, new, set(old_pins) | set(new_pins))
-    out.cost_before, out.cost_after = (_cost(p, latency_s) if p else None for p in (old, new))
+    out.cost_before, out.cost_after = (_cost(p, latency_s, measured, out.notes) if p else None for p in (old, new))
     out.headroom_before, out.headroom_after = (_headroom(p) if p else None for p in (old, new))
     _finding_changes(out, old, new)
     if rendered:
@@ -259,20 +298,82 @@ def _lock_changes(out: ProfileDiff, old: LoadedProfile | None, new: LoadedProfil
         out.files.append(out.path.removesuffix(".toml") + ".lock")
 
 
-def _cost(loaded: LoadedProfile, latency_s: float | None) -> Cost | None:
+def _cost(loaded: LoadedProfile, latency_s: float | None, measured: Measurements | None = None, notes: list[str] | None = None) -> Cost | None:
     p = loaded.profile
     gpu = catalog.gpus().find(p.gpu.type)
     if gpu is None:
         return None
+    found = None
     if latency_s is not None:
         latency, source = latency_s, "--latency"
-    elif p.smoke is not None and "smoke.latency_budget_s" in loaded.origin:
-        latency, source = p.smoke.latency_budget_s, "smoke.latency_budget_s"
-    elif p.smoke is not None:
-        latency, source = p.smoke.latency_budget_s, "default smoke.latency_budget_s"
     else:
-        latency, source = DEFAULT_LATENCY_S, "kit's default (no [smoke])"
-    return Cost(gpu=gpu.name, count=p.gpu.count, price_per_hour=gpu.price_per_hour_usd * p.gpu.count, latency_s=latency, latency_source=source)
+        runs = measured(p.app.name) if measured is not None else []
+        found = next((m for m in runs if m.fits(gpu.name, p.gpu.count, p.model.id)), None)
+        if found is not None:
+            latency, source = found.latency_s, f"measured by kit bench on r{found.number}"
+        elif p.smoke is not None and "smoke.latency_budget_s" in loaded.origin:
+            latency, source = p.smoke.latency_budget_s, "assumed: smoke.latency_budget_s"
+        elif p.smoke is not None:
+            latency, source = p.smoke.latency_budget_s, "assumed: default smoke.latency_budget_s"
+        else:
+            latency, source = DEFAULT_LATENCY_S, "assumed: kit's default (no [smoke])"
+        why = None
+        if runs and found is None:
+            why = f"kit bench measured {p.app.name} on {runs[0].describe()}, not on what {loaded.display} runs ({gpu.name} x{p.gpu.count}, {p.model.id}): its latency is assumed"
+        elif measured is not None and measured.error:
+            why = measured.error
+        if why and notes is not None and why not in notes:
+            notes.append(why)
+    return Cost(gpu=gpu.name, count=p.gpu.count, price_per_hour=gpu.price_per_hour_usd * p.gpu.count, latency_s=latency, latency_source=source, measured=found)
+
+
+class LocalBench:
+    """Measurements from kit's local history (`kit bench APP@rN`), read-only and offline.
+
+    No history file: no measurements. One that cannot be read: none either, and `error` says why (a
+    note in the diff); kit diff never fails, or writes anything, because of the history.
+    """
+
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+        self.error: str | None = None
+        self._history = None
+        self._opened = False
+        self._cache: dict[str, list[Measured]] = {}
+
+    def __call__(self, app: str) -> list[Measured]:
+        if app not in self._cache:
+            self._cache[app] = self._read(app)
+        return self._cache[app]
+
+    def _read(self, app: str) -> list[Measured]:
+        from kit.history import History
+
+        if not self._opened:
+            self._opened = True
+            if (self.state_dir / "history.db").exists():
+                try:
+                    self._history = History.open(self.state_dir, readonly=True)
+                except KitError as exc:
+                    self.error = f"latency assumed: kit's history could not be read ({exc.message})"
+        if self._history is None:
+            return []
+        try:
+            pairs = self._history.measured_runs(app)
+        except KitError as exc:
+            self.error = f"latency assumed: kit's history could not be read ({exc.message})"
+            return []
+        out = []
+        for run, rev in pairs:
+            gpu = rev.profile.get("gpu") or {}
+            out.append(Measured(app=app, number=rev.number, run=run.id or 0, at=run.at, latency_s=run.latency_p50_s_c1 or 0.0,
+                                gpu=gpu.get("type"), gpu_count=gpu.get("count", 1), model=(rev.profile.get("model") or {}).get("id")))
+        return out
+
+    def close(self) -> None:
+        if self._history is not None:
+            self._history.close()
+            self._history = None
 
 
 def _headroom(loaded: LoadedProfile) -> int | None:
@@ -338,14 +439,14 @@ def show(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
-def diff_files(old: Path, new: Path, *, rendered: bool = False, latency_s: float | None = None) -> list[ProfileDiff]:
+def diff_files(old: Path, new: Path, *, rendered: bool = False, latency_s: float | None = None, measured: Measurements | None = None) -> list[ProfileDiff]:
     """`kit diff OLD NEW`: two profile files. Environment overrides (KIT_*) are not applied: diff compares files."""
     from kit.load import load
 
-    return [diff(load(old, environ={}), load(new, environ={}), rendered=rendered, latency_s=latency_s)]
+    return [diff(load(old, environ={}), load(new, environ={}), rendered=rendered, latency_s=latency_s, measured=measured)]
 
 
-def diff_ref(start: Path, ref: str, *, rendered: bool = False, latency_s: float | None = None, folder: str = "profiles") -> list[ProfileDiff]:
+def diff_ref(start: Path, ref: str, *, rendered: bool = False, latency_s: float | None = None, measured: Measurements | None = None, folder: str = "profiles") -> list[ProfileDiff]:
     """`kit diff --git REF`: every profile whose resolved form (or lockfile) differs between REF and the working tree.
 
     Every profile is compared, not only the files git lists as changed: a parent's change reaches its children.
@@ -373,7 +474,7 @@ def diff_ref(start: Path, ref: str, *, rendered: bool = False, latency_s: float 
             new = load(root / rel, root=root, environ={}) if rel in now else None
             if old is None and new is None:
                 continue
-            d = diff(old, new, rendered=rendered, latency_s=latency_s)
+            d = diff(old, new, rendered=rendered, latency_s=latency_s, measured=measured)
             if note:
                 d.notes.insert(0, note)
             if d.changed:

@@ -11,15 +11,21 @@ Modal's tag and version, and the smoke results, so a rollback redeploys exactly 
 Statuses: `pending` (recorded before the deploy starts), `deployed` (live and smoke-tested; at most
 one per app), `superseded` (was deployed, replaced by a later deploy), `rolled_back` (was deployed,
 replaced by a rollback), `failed` (the deploy, the smoke test or the process itself failed).
+
+Bench runs (migration 002): what `kit bench APP[@rN]` measured against a revision, one row per run,
+with the sweep's levels as JSON and a short summary in columns (`kit history`, `kit diff` read them).
+A read-only open of a database that predates them still reads its revisions and sees no runs.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -96,12 +102,53 @@ def _m001_revisions(db: sqlite3.Connection) -> None:
     )
 
 
+def _m002_bench_runs(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE bench_runs (
+            id INTEGER PRIMARY KEY,
+            revision_id INTEGER NOT NULL REFERENCES revisions (id),
+            at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            host TEXT NOT NULL,
+            kit_version TEXT NOT NULL,
+            target TEXT NOT NULL,
+            mode TEXT NOT NULL CHECK (mode IN ('class', 'openai')),
+            model TEXT,
+            gpu TEXT,
+            gpu_count INTEGER NOT NULL DEFAULT 1,
+            price_per_hour_usd REAL,
+            workload TEXT NOT NULL,
+            levels TEXT NOT NULL,
+            requests INTEGER NOT NULL,
+            errors INTEGER NOT NULL,
+            best_requests_per_s REAL,
+            latency_p50_s_c1 REAL,
+            output_tokens_per_s_c1 REAL,
+            strict_json_share REAL
+        );
+        CREATE INDEX bench_runs_by_revision ON bench_runs (revision_id, id);
+        """
+    )
+
+
 Migration = tuple[str, Callable[[sqlite3.Connection], None]]
-MIGRATIONS: list[Migration] = [("001_revisions", _m001_revisions)]
+MIGRATIONS: list[Migration] = [("001_revisions", _m001_revisions), ("002_bench_runs", _m002_bench_runs)]
+# Migrations a read-only open can do without: it reads what is there, and their tables read as empty.
+READABLE_WITHOUT = {"002_bench_runs"}
 
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def who() -> str:
+    """The user kit records as having deployed or measured something."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 @dataclass
@@ -201,6 +248,57 @@ class Event:
     at: str
     status: str
     note: str
+
+
+@dataclass
+class BenchRun:
+    """One `kit bench` sweep against a revision: the levels as measured, and a summary of them.
+
+    Summary: the best requests/s of any level; p50 latency and output tokens/s at concurrency 1 (None
+    when the sweep had no such level, or all its requests failed); the share of successful outputs,
+    over all levels, that were strict JSON. `errors` counts failed requests: a run with failures is
+    stored with what was measured.
+    """
+
+    app: str
+    number: int
+    at: str
+    created_by: str
+    host: str
+    kit_version: str
+    target: str
+    mode: str  # the revision's serving.mode: "class" (kit's /generate) or "openai"
+    workload: dict[str, Any]
+    levels: list[dict[str, Any]]
+    requests: int
+    errors: int
+    model: str | None = None
+    gpu: str | None = None
+    gpu_count: int = 1
+    price_per_hour_usd: float | None = None
+    best_requests_per_s: float | None = None
+    latency_p50_s_c1: float | None = None
+    output_tokens_per_s_c1: float | None = None
+    strict_json_share: float | None = None
+    id: int | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the levels and the workload: what `kit history` shows per revision."""
+        return {k: v for k, v in self.as_dict().items() if k not in ("levels", "workload")}
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_BENCH_SELECT = "SELECT b.*, r.app AS app, r.number AS number FROM bench_runs b JOIN revisions r ON r.id = b.revision_id"
+
+
+def _row_to_bench(row: sqlite3.Row) -> BenchRun:
+    data = dict(row)
+    data.pop("revision_id")
+    data["workload"] = json.loads(data["workload"])
+    data["levels"] = json.loads(data["levels"])
+    return BenchRun(**data)
 
 
 class History:
@@ -324,6 +422,8 @@ class History:
             )
         if not pending:
             return []
+        if self.readonly and {name for name, _ in pending} <= READABLE_WITHOUT:
+            return []  # written by an older kit: readable as it is, upgraded by the next command that writes
         if self.readonly:
             raise HistoryError(f"the deploy history {self.path} needs an upgrade that a read-only open cannot apply", fix="run any kit command that writes it (kit deploy --dry-run does not)")
         applied = []
@@ -388,7 +488,56 @@ class History:
         what = f"its current revision is {current.label}" if current else "it has no deployed revision"
         raise OperationError(f"{app} has no earlier good revision to roll back to ({what})", fix=f"`kit history {app}` shows what was deployed; deploy a fixed profile with `kit deploy`")
 
+    def _has_table(self, name: str) -> bool:
+        return bool(self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
+
+    def bench_runs(self, app: str | None = None, number: int | None = None) -> list[BenchRun]:
+        """Bench runs, oldest first: all, an app's, or one revision's."""
+        if not self._has_table("bench_runs"):
+            return []  # a read-only look at a history from before migration 002
+        where, args = [], []
+        if app is not None:
+            where.append("r.app = ?")
+            args.append(app)
+        if number is not None:
+            where.append("r.number = ?")
+            args.append(number)
+        sql = _BENCH_SELECT + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY r.app, b.id"
+        return [_row_to_bench(r) for r in self._query(sql, tuple(args))]
+
+    def latest_bench(self, app: str | None = None) -> dict[tuple[str, int], BenchRun]:
+        """(app, number) -> the newest bench run of each revision that has one."""
+        return {(run.app, run.number): run for run in self.bench_runs(app)}
+
+    def measured_runs(self, app: str) -> list[tuple[BenchRun, Revision]]:
+        """An app's bench runs that measured latency at concurrency 1 on a revision that was deployed
+        (and smoke-tested), with that revision: the current revision's first, then newest first."""
+        if not self._has_table("bench_runs"):
+            return []
+        marks = ", ".join("?" for _ in GOOD)
+        rows = self._query(
+            _BENCH_SELECT + f" WHERE r.app = ? AND r.status IN ({marks}) AND b.latency_p50_s_c1 IS NOT NULL"
+            " ORDER BY r.status = 'deployed' DESC, b.id DESC",
+            (app, *GOOD),
+        )
+        revisions = {r.number: r for r in self.revisions(app)}
+        return [(run, revisions[run.number]) for run in map(_row_to_bench, rows)]
+
     # --- writing -------------------------------------------------------------------------------
+    def record_bench(self, run: BenchRun) -> BenchRun:
+        """Store a bench run of revision `run.number` of `run.app`; sets `run.id`."""
+        cols = {k: v for k, v in run.as_dict().items() if k not in ("id", "app", "number")}
+        cols["workload"] = json.dumps(run.workload, sort_keys=True)
+        cols["levels"] = json.dumps(run.levels)
+        with self.transaction() as db:
+            row = db.execute("SELECT id FROM revisions WHERE app = ? AND number = ?", (run.app, run.number)).fetchone()
+            if row is None:
+                raise OperationError(f"kit's history has no revision r{run.number} of {run.app!r} to store the bench run with", fix="see `kit history`")
+            cols["revision_id"] = row[0]
+            cur = db.execute(f"INSERT INTO bench_runs ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})", tuple(cols.values()))
+            run.id = cur.lastrowid
+        return run
+
     def record_pending(self, rev: Revision) -> Revision:
         """Give `rev` the app's next number and store it as pending."""
         with self.transaction() as db:

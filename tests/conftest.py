@@ -14,6 +14,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = REPO / "profiles"
+# kit's state directory for tests that do not make their own: one that cannot exist, so no test reads
+# (say, `kit diff` looking for bench results) or writes the deploy history of whoever runs the tests.
+NO_STATE = str(Path(os.devnull) / "kit-state")
 
 BASE_PROFILE = """\
 name = "base"
@@ -67,6 +70,7 @@ def run_kit(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("KIT_")}
     full_env["NO_COLOR"] = "1"
     full_env["COLUMNS"] = "200"
+    full_env["KIT_STATE_DIR"] = NO_STATE
     if env:
         full_env.update(env)
     proc = subprocess.run([sys.executable, "-m", "kit", *args], cwd=cwd or REPO, capture_output=True, text=True, env=full_env, timeout=120)
@@ -86,3 +90,4 @@ def _no_kit_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("KIT_"):
             monkeypatch.delenv(key)
+    monkeypatch.setenv("KIT_STATE_DIR", NO_STATE)

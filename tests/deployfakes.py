@@ -6,6 +6,7 @@
 - `AppServer` is a real HTTP server on 127.0.0.1 implementing GET /health and POST /generate the way
   templates/serve_class.py.j2 does; it serves whatever bundle the fake Modal made live, and answers
   badly on demand (`behaviour.generate` in the state file).
+- `kit(...)` runs the real CLI in a subprocess, as root too with file modes obeyed (read_only_as_root).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -96,6 +98,9 @@ class AppServer:
         self.httpd.server_close()
 
 
+_COUNT_LOCK = threading.Lock()
+
+
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeModal
 
@@ -135,8 +140,9 @@ class _Handler(BaseHTTPRequestHandler):
             mode = "ok"  # misbehave only while that bundle is live
         # Count requests across threads through the state file's sibling (the server is the only writer).
         counter = self.fake.dir / "generate.count"
-        n = int(counter.read_text()) if counter.exists() else 0
-        counter.write_text(str(n + 1))
+        with _COUNT_LOCK:  # `kit bench` sends requests at once
+            n = int(counter.read_text()) if counter.exists() else 0
+            counter.write_text(str(n + 1))
         if mode == "error":
             return self._send(500, {"error": "CUDA out of memory"})
         if mode == "slow" or (mode == "slow_first" and n == 0):
@@ -162,3 +168,26 @@ def profile_tree(root: Path, *, smoke: bool = True, latency: float = 1.0, extra:
     path = prof / "qwen25-a10g.toml"
     path.write_text(body)
     return path
+
+
+def kit(*args: str, env: dict[str, str], cwd: Path | None = None, read_only_as_root: bool = False, wait: bool = True):
+    """`python -m kit ARGS` in a subprocess with only `env`'s KIT_/MODAL_ variables: (exit code, stdout, stderr), or the process."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("KIT_", "MODAL_", "FAKE_MODAL"))}
+    full.update({"NO_COLOR": "1", "COLUMNS": "200", "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"})
+    full.update(env)
+    preexec = drop_file_override if read_only_as_root and os.geteuid() == 0 else None
+    proc = subprocess.Popen([sys.executable, "-m", "kit", *args], cwd=cwd or REPO, env=full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
+    if not wait:
+        return proc
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
+
+
+def drop_file_override() -> None:
+    """Root ignores file modes; drop the capabilities that let it (bounding set), so read-only means read-only."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2, 3):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")

@@ -12,8 +12,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,7 +24,7 @@ from kit.deploylock import pid_alive
 from kit.errors import OperationError
 from kit.history import History
 from kit.load import load
-from tests.deployfakes import REPO, FakeModal, make_target, profile_tree
+from tests.deployfakes import FakeModal, kit, make_target, profile_tree
 
 
 @pytest.fixture
@@ -302,28 +300,6 @@ def test_plan_against_a_revision_this_kit_cannot_load(fake, profile, history, ca
 # --- the CLI, in real subprocesses -------------------------------------------------------------
 
 
-def kit(*args: str, env: dict[str, str], cwd: Path | None = None, read_only_as_root: bool = False, wait: bool = True):
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("KIT_", "MODAL_", "FAKE_MODAL"))}
-    full.update({"NO_COLOR": "1", "COLUMNS": "200", "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"})
-    full.update(env)
-    preexec = _drop_file_override if read_only_as_root and os.geteuid() == 0 else None
-    proc = subprocess.Popen([sys.executable, "-m", "kit", *args], cwd=cwd or REPO, env=full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
-    if not wait:
-        return proc
-    out, err = proc.communicate(timeout=60)
-    return proc.returncode, out, err
-
-
-def _drop_file_override() -> None:
-    """Root ignores file modes; drop the capabilities that let it (bounding set), so read-only means read-only."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in (1, 2, 3):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
-        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
-
 def history_json(env: dict[str, str]) -> list[dict]:
     code, out, err = kit("history", "--format", "json", env=env)
     assert code == 0, err
@@ -336,7 +312,7 @@ def test_dry_run_needs_no_modal_account(tmp_path, profile):
     assert code == 0, err
     assert "Plan: deploy profiles/qwen25-a10g.toml to Modal app ir-generator" in out
     assert "is fresh" in out and "$1.10/h per running container (A10G)" in out and "first deploy" in out
-    assert "per 1,000 requests: $0.31 at 1 s per request (smoke.latency_budget_s)" in out and "memory    headroom 2.0 GiB" in out
+    assert "per 1,000 requests: $0.31 at 1 s per request (assumed: smoke.latency_budget_s)" in out and "memory    headroom 2.0 GiB" in out
     assert "dry run: nothing was deployed or recorded; ready to deploy" in out
     assert not (tmp_path / "state").exists()  # a dry run writes nothing
 

@@ -98,7 +98,7 @@ def test_gpu_change_a10g_to_a100(repo: Path):
     assert (d.cost_before.gpu, d.cost_after.gpu) == ("A10G", "A100-40GB")
     assert d.cost_before.price_per_hour < d.cost_after.price_per_hour
     # 15 s per request (smoke.latency_budget_s): $/h x 15 / 3600 x 1000.
-    assert d.cost_before.latency_source == "smoke.latency_budget_s"
+    assert d.cost_before.latency_source == "assumed: smoke.latency_budget_s"
     assert d.cost_after.per_1k_requests == pytest.approx(d.cost_after.price_per_hour * 15 / 3.6)
     assert d.headroom_after > d.headroom_before
     both_snapshots("gpu-a10g-to-a100", diffs := [d])
@@ -237,7 +237,7 @@ def test_cli_two_files_and_json(tmp_path: Path):
     assert doc["version"] == 1 and doc["changed"] == 1
     [p] = doc["profiles"]
     assert {"key": "gpu.type", "old": "A10G", "new": "L40S", "via": None} in p["settings"]
-    assert p["cost"]["after"]["gpu"] == "L40S" and p["cost"]["after"]["latency_source"] == "smoke.latency_budget_s"
+    assert p["cost"]["after"]["gpu"] == "L40S" and p["cost"]["after"]["latency_source"] == "assumed: smoke.latency_budget_s"
     same = run_kit("diff", str(old), str(old))
     assert same.code == 0 and "no profile changes" in same.out
 

@@ -8,8 +8,9 @@ import sqlite3
 import pytest
 
 from kit import deploylock
+from kit import history as kh
 from kit.errors import OperationError
-from kit.history import MIGRATIONS, History, HistoryError, Revision, now
+from kit.history import MIGRATIONS, BenchRun, History, HistoryError, Revision, now
 
 
 def revision(app: str = "app", bundle: str = "a" * 64, **kw) -> Revision:
@@ -39,11 +40,11 @@ def test_migrations_are_a_ledger_applied_once(tmp_path):
     def m002(db):
         db.execute("ALTER TABLE revisions ADD COLUMN reviewer TEXT")
 
-    assert again.migrate([*MIGRATIONS, ("002_reviewer", m002)]) == ["002_reviewer"]
+    assert again.migrate([*MIGRATIONS, ("003_reviewer", m002)]) == ["003_reviewer"]
     assert "reviewer" in [r[1] for r in again.db.execute("PRAGMA table_info(revisions)")]
     again.close()
     with pytest.raises(HistoryError, match="written by a newer kit"):
-        History.open(tmp_path)  # this kit does not know 002_reviewer
+        History.open(tmp_path)  # this kit does not know 003_reviewer
 
 
 def test_a_failed_migration_changes_nothing(tmp_path):
@@ -54,8 +55,8 @@ def test_a_failed_migration_changes_nothing(tmp_path):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        h.migrate([*MIGRATIONS, ("002_broken", broken)])
-    assert h.applied_migrations() == ["001_revisions"]
+        h.migrate([*MIGRATIONS, ("003_broken", broken)])
+    assert h.applied_migrations() == [name for name, _ in MIGRATIONS]
     assert not h.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'half'").fetchone()
 
 
@@ -164,3 +165,68 @@ def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+# --- bench runs (migration 002) ----------------------------------------------------------------
+
+
+def bench_run(app: str = "app", number: int = 1, p50: float | None = 0.5, **kw) -> BenchRun:
+    levels = [{"concurrency": 1, "requests": 8, "ok": 8, "errors": 0, "latency_p50_s": p50}, {"concurrency": 4, "requests": 8, "ok": 7, "errors": 1, "latency_p50_s": 0.9}]
+    fields = dict(
+        app=app, number=number, at=now(), created_by="tester", host="host", kit_version="0.1.0", target="http://127.0.0.1:9", mode="class",
+        workload={"prompt": "p", "max_tokens": 64, "schema": True}, levels=levels, requests=16, errors=1, model="m", gpu="A10G",
+        best_requests_per_s=4.2, latency_p50_s_c1=p50, output_tokens_per_s_c1=30.5, strict_json_share=0.9333,
+    )
+    fields.update(kw)
+    return BenchRun(**fields)
+
+
+def test_bench_runs_are_stored_with_their_revision(tmp_path):
+    h = History.open(tmp_path)
+    deployed(h, "1" * 64)
+    deployed(h, "2" * 64)
+    first = h.record_bench(bench_run(number=1, p50=0.4))
+    h.record_bench(bench_run(number=2, p50=None, errors=8))  # every request at concurrency 1 failed: stored all the same
+    newest = h.record_bench(bench_run(number=1, p50=0.3))
+    assert (first.id, newest.id) == (1, 3)
+    got = h.bench_runs("app")
+    assert [(r.number, r.latency_p50_s_c1, r.errors) for r in got] == [(1, 0.4, 1), (2, None, 8), (1, 0.3, 1)]
+    assert got[0].levels == first.levels and got[0].workload == first.workload and got[0].as_dict() == first.as_dict()
+    assert h.bench_runs("app", 2)[0].errors == 8 and h.bench_runs("other") == []
+    latest = h.latest_bench("app")
+    assert {k: v.id for k, v in latest.items()} == {("app", 1): 3, ("app", 2): 2}
+    assert "levels" not in latest[("app", 1)].summary()
+    # measured latency: runs with a p50 at concurrency 1, on revisions that passed their smoke test, the current one's first
+    assert [(run.id, rev.number) for run, rev in h.measured_runs("app")] == [(3, 1), (1, 1)]  # r2's only run measured nothing
+    h.record_bench(bench_run(number=2, p50=0.7))
+    assert [(run.id, rev.number) for run, rev in h.measured_runs("app")] == [(4, 2), (3, 1), (1, 1)]
+    with pytest.raises(OperationError, match="no revision r9"):
+        h.record_bench(bench_run(number=9))
+    assert len(h.bench_runs()) == 4  # the refused run left nothing behind
+
+
+def test_a_v1_history_is_upgraded_in_place(tmp_path, monkeypatch):
+    # A database as the kit before bench runs wrote it: only migration 001 in the ledger.
+    monkeypatch.setattr(kh, "MIGRATIONS", MIGRATIONS[:1])
+    old = History.open(tmp_path)
+    deployed(old, "1" * 64)
+    old.update("app", 1, smoke={"ok": True, "checks": []}, urls={"Inference.health": "https://h"})
+    before = old.get("app", 1)
+    assert old.applied_migrations() == ["001_revisions"]
+    old.close()
+    monkeypatch.undo()
+
+    # A read-only look (kit history, kit diff) reads it as it is: no upgrade, no bench runs.
+    ro = History.open(tmp_path, readonly=True)
+    assert ro.applied_migrations() == ["001_revisions"] and ro.get("app", 1) == before
+    assert ro.bench_runs() == [] and ro.latest_bench() == {} and ro.measured_runs("app") == []
+    ro.close()
+
+    # The first open that may write applies 002; the revision is as it was, and runs can be stored.
+    h = History.open(tmp_path)
+    assert h.applied_migrations() == ["001_revisions", "002_bench_runs"]
+    assert h.get("app", 1) == before and h.events("app", 1)[0].status == "pending"
+    assert h.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bench_runs'").fetchone()
+    h.record_bench(bench_run(number=1))
+    assert [r.number for r in h.bench_runs("app")] == [1]
+    h.close()
