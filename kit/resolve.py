@@ -207,6 +207,18 @@ def _sdists_to_allow(stderr: str, inputs: lockfile.Inputs, pins: dict[str, str],
     return found
 
 
+def _named_indexes(inputs: lockfile.Inputs, reported: list[str]) -> list[str]:
+    """The indexes uv resolved against, as the header records them.
+
+    uv's own default index is recorded as "(uv default index)": which one that is follows from the
+    uv version recorded beside it, and the lockfile stays the same bytes wherever it is made. An
+    index the profile or the environment (UV_DEFAULT_INDEX) chose is recorded by its URL.
+    """
+    chosen = inputs.index_url or os.environ.get("UV_DEFAULT_INDEX") or os.environ.get("UV_INDEX_URL")
+    names = [url if chosen or i > 0 else "(uv default index)" for i, url in enumerate(reported)]
+    return names or ["(uv default index)"]
+
+
 def _split_index_lines(raw: str) -> tuple[str, list[str]]:
     """uv's `--index-url X` / `--extra-index-url Y` lines go to the header; the rest is the body."""
     urls: list[str] = []
@@ -236,7 +248,7 @@ def render(loaded: LoadedProfile, inputs: lockfile.Inputs, body: str, index_urls
         ("requirements", " ".join(inputs.requirements)),
         ("python", inputs.python),
         ("platform", platform),
-        ("index-urls", " ".join(index_urls) or "(uv default)"),
+        ("index-urls", " ".join(_named_indexes(inputs, index_urls))),
         ("resolver", "uv pip compile --generate-hashes " + " ".join(lockfile.RESOLVER_OPTIONS)),
         ("build-from-source", " ".join(sdists) or "none"),
         ("uv-version", uv_version()),

@@ -16,7 +16,7 @@ Releases recorded by default: every vLLM pin in profiles/, and the first and las
 each vLLM `[[api]]` and `[[attention]]` row of kit/data/rules (the boundaries those tables draw).
 Sources are read with `ast`, never imported: nothing of vLLM is executed. From the index, only the
 release's sdist is downloaded (about 9-50 MB each; the URL and sha256 come from the PEP 503 simple
-page) and only the files named here are read out of it. A release published without an sdist (0.15.0,
+page of the index pip uses) and only the files named here are read out of it. A release published without an sdist (0.15.0,
 0.15.1) is read from its x86_64 wheel instead (about 500 MB, checked against the index's sha256 the
 same way); the wheel holds the same vllm/*.py files.
 """
