@@ -254,14 +254,16 @@ def endpoint_from_revision(rev: Any) -> Endpoint:
     label = f"{rev.app}@{rev.label}"
     if not rev.urls:
         raise OperationError(f"{label} has no web URL in kit's history (status {rev.status})", fix="bench a revision that deployed, or pass its URL")
-    if mode == "openai":
-        base = next(iter(rev.urls.values())) if len(rev.urls) == 1 else rev.urls.get("serve") or next(iter(rev.urls.values()))
-        return Endpoint(base_url=base, protocol="openai", model=(profile.get("model") or {}).get("id"), gpu=gpu.get("type"), gpu_count=gpu.get("count", 1), revision=label)
-    from kit.smoke import endpoints
+    from kit.smoke import base_url, endpoints
 
-    health, generate = endpoints(rev.urls)
-    base = generate.rsplit("/", 1)[0] if generate.endswith("/generate") else generate
-    return Endpoint(base_url=base, protocol="kit", generate_url=generate, health_url=health, gpu=gpu.get("type"), gpu_count=gpu.get("count", 1), revision=label)
+    where = {"gpu": gpu.get("type"), "gpu_count": gpu.get("count", 1), "revision": label}
+    base = base_url(rev.urls, mode)
+    if mode == "openai":
+        return Endpoint(base_url=base or next(iter(rev.urls.values())), protocol="openai", model=(profile.get("model") or {}).get("id"), **where)
+    if base:  # the class's one web method: POST /generate and GET /health under it
+        return Endpoint(base_url=base, protocol="kit", **where)
+    health, generate = endpoints(rev.urls)  # deployed with one URL per endpoint, each route at /
+    return Endpoint(base_url=generate, protocol="kit", generate_url=generate, health_url=health, **where)
 
 
 def bench_run(report: BenchReport, app: str, number: int) -> BenchRun:

@@ -38,6 +38,10 @@ REQUIREMENTS_FILE = "requirements.txt"
 MANIFEST_FILE = "manifest.json"
 SCHEMA_FILE = "schema.json"
 CLASS_NAME = "Inference"  # class mode: modal.Cls.from_name(app, CLASS_NAME)
+# Class mode serves HTTP through one @modal.asgi_app() method, so that POST /generate and GET /health
+# share one base URL (Modal gives every web method its own URL, with its route at /).
+WEB_METHOD = "web"
+ROUTES = {"http_generate": "POST /generate", "health": "GET /health"}  # serving.endpoints -> route of WEB_METHOD
 SERVER_FUNCTION = "serve"  # openai mode: the @modal.web_server function
 SERVER_PORT = 8000
 # uv_pip_install copies ghcr.io/astral-sh/uv:latest unless told otherwise; pinning it keeps a
@@ -400,11 +404,18 @@ def _context(loaded: LoadedProfile, api: dict[str, Any], attention: dict[str, An
         "max_tokens_default": p.smoke.max_tokens if p.smoke else 512,
         "has_schema": has_schema,
         "endpoints": list(p.serving.endpoints),
+        "web_method": WEB_METHOD,
+        "routes": web_routes(p.serving.endpoints),
         "serving": p.serving,
     }
 
 
 # -- render ---------------------------------------------------------------------------------------
+
+
+def web_routes(endpoints: list[str]) -> list[str]:
+    """The HTTP routes of class mode's one web method, in serving.endpoints order (empty: no web method)."""
+    return [ROUTES[e] for e in endpoints if e in ROUTES]
 
 
 def _canonical_json(doc: Any) -> str:
@@ -454,7 +465,12 @@ def render(loaded: LoadedProfile) -> Bundle:
         "structured_output_api": {k: api[k] for k in ("versions", "params_class", "sampling_kwarg", "engine_backend_arg", "engine_backend_form", "openai_field")},
         "serving_mode": p.serving.mode,
         "entrypoints": (
-            {"class": CLASS_NAME, "methods": [e for e in p.serving.endpoints if e == "generate"], "web": [e for e in p.serving.endpoints if e != "generate"]}
+            {
+                "class": CLASS_NAME,
+                "methods": [e for e in p.serving.endpoints if e == "generate"],
+                "web": [WEB_METHOD] if web_routes(p.serving.endpoints) else [],
+                "routes": web_routes(p.serving.endpoints),
+            }
             if p.serving.mode == "class"
             else {"function": SERVER_FUNCTION, "web": [SERVER_FUNCTION], "port": SERVER_PORT}
         ),

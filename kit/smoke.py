@@ -83,17 +83,36 @@ class SmokeSpec:
         )
 
 
+def _named(urls: dict[str, str], name: str) -> str | None:
+    """The URL of the web function or method `name` (a deploy reports a class's methods as Cls.method)."""
+    return next((u for n, u in urls.items() if n.rsplit(".", 1)[-1] == name), None)
+
+
+def base_url(urls: dict[str, str], mode: str = "class") -> str | None:
+    """The one base URL a deploy serves, without a trailing slash; None when there is none.
+
+    Class mode: the class's @modal.asgi_app method (kit.render.WEB_METHOD), serving POST /generate and
+    GET /health; openai mode: the web server function (kit.render.SERVER_FUNCTION); otherwise the only
+    URL reported. A revision deployed while kit rendered one fastapi_endpoint per route (each at its own
+    URL, with its route at /) has none: see `endpoints`.
+    """
+    from kit.render import SERVER_FUNCTION, WEB_METHOD
+
+    if mode == "class" and (_named(urls, "http_generate") or _named(urls, "health")):
+        return None
+    url = _named(urls, WEB_METHOD if mode == "class" else SERVER_FUNCTION)
+    url = url or (next(iter(urls.values())) if len(urls) == 1 else urls.get("app") or urls.get("base"))
+    return url.rstrip("/") if url else None
+
+
 def endpoints(urls: dict[str, str], mode: str = "class") -> tuple[str, str]:
-    """(health URL, generate URL) from the web endpoints a deploy reported."""
-    health = next((u for n, u in urls.items() if "health" in n.lower()), None)
-    generate = next((u for n, u in urls.items() if "generate" in n.lower()), None)
-    if health and generate:
-        return health, generate
-    base = next(iter(urls.values()), None) if len(urls) == 1 else urls.get("app") or urls.get("base")
+    """(health URL, generate URL) from the web endpoints a deploy reported: the base URL + /health and /generate."""
+    base = base_url(urls, mode)
     if base:
-        base = base.rstrip("/")
-        path = "/v1/chat/completions" if mode == "openai" else "/generate"
-        return health or f"{base}/health", generate or f"{base}{path}"
+        return f"{base}/health", base + ("/v1/chat/completions" if mode == "openai" else "/generate")
+    health, generate = _named(urls, "health"), _named(urls, "http_generate")
+    if health and generate:  # a revision deployed with one URL per endpoint, each route at /
+        return health, generate
     raise OperationError(
         f"the deploy reported no web endpoint to smoke-test (got {sorted(urls) or 'none'})",
         fix="keep `health` and `http_generate` in [serving] endpoints, or add a [smoke] section only to profiles that serve HTTP",

@@ -40,7 +40,7 @@ class DeployResult:
 
     version: str | None  # Modal's deployment version, "v3"; None when it could not be read
     app_id: str | None = None
-    urls: dict[str, str] = field(default_factory=dict)  # web endpoint (Class.method or label) -> URL
+    urls: dict[str, str] = field(default_factory=dict)  # web function (name) or web method (Cls.method) -> URL
     output: str = ""
     note: str = ""
 
@@ -98,8 +98,31 @@ def get_target() -> Target:
 
 # --- Modal -------------------------------------------------------------------------------------
 
-_URL_LINE = re.compile(r"([\w.-]+)\s*(?:\(.*?\))?\s*=>\s*(https?://\S+)")
 _APP_ID = re.compile(r"\b(ap-[A-Za-z0-9]+)\b")
+# `modal deploy` prints the web URLs in its "Created objects." tree. modal 1.6.x (modal/_output/status.py,
+# FunctionCreationStatus.__exit__):
+#   ├── ✓ Created Function Inference.*.
+#   │   └── Inference.web -> https://ws--app-inference-web.modal.run (unauthenticated)   a web method of a class
+#   └── ✓ Created Function serve
+#       └── https://ws--app-serve.modal.run (unauthenticated)                            a web function
+# Older clients printed `Created web function NAME => URL` / `Created web endpoint for Cls.method => URL`.
+# Rich wraps the tree to the terminal width (80 columns through a pipe): kit runs the CLI with a wide
+# COLUMNS, and the lines are also joined after their tree guides are stripped, so a wrapped URL is still read.
+_TREE_GUIDE = re.compile(r"^[ \t│├└─╰┬|`+]*(?:-- )?(?:[✓🔨]\s*)?", re.MULTILINE)
+_NAMED_URL = re.compile(r"(?<![\w.*-])([A-Za-z_][\w.-]*)\s*(?:\([^)\n]*\))?\s*[-=]>\s*(https?://[^\s\[\]]+)")
+_FUNCTION_URL = re.compile(r"\bCreated (?:Function|Server) ([A-Za-z_][\w.-]*[\w-])(?:\s*\n⚠[^\n]*)*\s+(https?://[^\s\[\]]+)")
+_WIDE = "10000"  # COLUMNS for the modal CLI: one tree row, one line
+
+
+def deploy_urls(output: str) -> dict[str, str]:
+    """Web function / web method name -> URL, from `modal deploy` output (see the shapes above)."""
+    start = output.rfind("Created objects.")  # the tree comes after the build logs, which are not read
+    text = _TREE_GUIDE.sub("", output[max(start, 0) :])
+    found = sorted((m.start(), m.group(1), m.group(2)) for pattern in (_FUNCTION_URL, _NAMED_URL) for m in pattern.finditer(text))
+    urls: dict[str, str] = {}
+    for _, name, url in found:  # in the order printed
+        urls.setdefault(name, url)
+    return urls
 
 
 def _config_path() -> Path:
@@ -143,7 +166,8 @@ class ModalTarget:
         if self.command is None:
             self._require_client()
         cmd = [*(self.command or [sys.executable, "-m", "modal"]), *args]
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+        env = {**os.environ, "COLUMNS": _WIDE}  # rich wraps to COLUMNS (80 through a pipe): keep each URL on its line
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
         lines: list[str] = []
 
         def pump() -> None:
@@ -182,7 +206,7 @@ class ModalTarget:
         if environment:
             args += ["--env", environment]
         out = self._run(args, timeout, f"`modal deploy` of {app}", cwd=bundle_dir, on_output=on_output)
-        urls = {m.group(1): m.group(2) for m in _URL_LINE.finditer(out)}
+        urls = deploy_urls(out)
         app_id = next(iter(_APP_ID.findall(out)), None)
         version, note = self._version_of(app, environment, tag)
         if "no changes detected" in out.lower():

@@ -3,9 +3,10 @@
 - `make_target()` is what `KIT_TARGET=tests.deployfakes:make_target` names: kit's real ModalTarget
   (timeouts, process groups, output parsing, credential checks) running tests/fake_modal.py instead
   of the `modal` CLI. Only the Modal cloud is replaced.
-- `AppServer` is a real HTTP server on 127.0.0.1 implementing GET /health and POST /generate the way
-  templates/serve_class.py.j2 does; it serves whatever bundle the fake Modal made live, and answers
-  badly on demand (`behaviour.generate` in the state file).
+- `AppServer` is a real HTTP server on 127.0.0.1 implementing GET /health and POST /generate on one
+  base URL the way templates/serve_class.py.j2's @modal.asgi_app method does (the fake deploy reports
+  that URL as `Inference.web`); it serves whatever bundle the fake Modal made live, and answers badly
+  on demand (`behaviour.generate` in the state file).
 - `kit(...)` runs the real CLI in a subprocess, as root too with file modes obeyed (read_only_as_root).
 """
 

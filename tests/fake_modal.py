@@ -55,12 +55,20 @@ def deploy(args: list[str]) -> int:
     state["versions"].append({"version": version, "time_deployed": "2026-11-28T22:00:00Z", "client": "1.6.4", "deployed_by": "tester", "commit": None, "tag": tag})
     state["bundles"][version] = manifest["bundle_hash"]
     state["live_bundle"] = manifest["bundle_hash"]
-    state["deploys"].append({"app": app, "tag": tag, "bundle": manifest["bundle_hash"], "files": sorted(os.listdir("."))})
+    state["deploys"].append({"app": app, "tag": tag, "bundle": manifest["bundle_hash"], "files": sorted(os.listdir(".")), "columns": os.environ.get("COLUMNS")})
     save(state)
     base = state["base_url"]
+    # The tree modal 1.6.x prints (modal/_output/status.py): a class's web method as `Cls.method -> URL`
+    # under its service function, a web function's URL on the line under it.
     print("✓ Created objects.")
-    print(f"├── 🔨 Created web function Inference.http_generate => {base}/generate")
-    print(f"└── 🔨 Created web function Inference.health => {base}/health")
+    print("├── 🔨 Created mount /root/app.py")
+    if manifest["serving_mode"] == "class":
+        print(f"└── ✓ Created Function {manifest['entrypoints']['class']}.*.")
+        for method in manifest["entrypoints"]["web"]:
+            print(f"    └── {manifest['entrypoints']['class']}.{method} -> {base} (unauthenticated)")
+    else:
+        print(f"└── ✓ Created Function {manifest['entrypoints']['function']}")
+        print(f"    └── {base} (unauthenticated)")
     print(f"✓ App deployed in 1.234s! 🎉\n\nView Deployment: https://modal.com/apps/fake/main/deployed/ap-fake{len(state['versions'])}")
     return 0
 

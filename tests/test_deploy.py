@@ -68,6 +68,67 @@ def bump(profile: Path, old: str = "max_containers = 2", new: str = "max_contain
     profile.write_text(text.replace(old, new))
 
 
+# --- the URLs `modal deploy` prints ------------------------------------------------------------
+
+# The installed modal client's own code prints the "Created objects." tree (modal/_output/status.py):
+# a class's web method and a web function, as `modal deploy` shows them through a pipe.
+MODAL_TREE = """
+import modal
+from modal._output.manager import OutputManager
+from modal._output.status import FunctionCreationStatus
+from modal_proto import api_pb2
+
+with modal.enable_output():
+    with OutputManager.get().display_object_tree():
+        with FunctionCreationStatus("Function", "Inference.*") as status:
+            resp = api_pb2.FunctionCreateResponse()
+            resp.function.method_definitions["generate"].function_name = "Inference.generate"
+            web = resp.function.method_definitions["web"]
+            web.function_name = "Inference.web"
+            web.web_url = "https://my-workspace--ir-generator-inference-web.modal.run"
+            web.webhook_config.type = api_pb2.WEBHOOK_TYPE_ASGI_APP
+            resp.function.method_definitions_set = True
+            status.set_response(resp)
+        with FunctionCreationStatus("Function", "serve") as status:
+            resp = api_pb2.FunctionCreateResponse()
+            resp.handle_metadata.web_url = "https://ws--ir-generator-openai-serve.modal.run"
+            resp.function.webhook_config.type = api_pb2.WEBHOOK_TYPE_WEB_SERVER
+            status.set_response(resp)
+"""
+
+
+@pytest.mark.parametrize("columns", [None, "10000"])
+def test_deploy_urls_read_from_the_modal_clients_own_output(columns):
+    import subprocess
+    import sys
+
+    from kit.target import deploy_urls
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | ({"COLUMNS": columns} if columns else {})
+    out = subprocess.run([sys.executable, "-c", MODAL_TREE], env=env, capture_output=True, text=True, check=True).stdout
+    assert ("Inference.web -> https://" in out) is (columns is not None)  # 80 columns through a pipe: the URL wraps
+    assert deploy_urls("Building image im-1...\n=> https://example.invalid/simple/vllm/\n" + out) == {
+        "Inference.web": "https://my-workspace--ir-generator-inference-web.modal.run",
+        "serve": "https://ws--ir-generator-openai-serve.modal.run",
+    }
+
+
+def test_deploy_urls_of_older_clients():
+    from kit.target import deploy_urls
+
+    out = (
+        "✓ Created objects.\n├── 🔨 Created mount /root/app.py\n"
+        "├── 🔨 Created web function Inference.http_generate => https://ws--app-inference-http-generate.modal.run\n"
+        "└── 🔨 Created web function Inference.health => https://ws--app-inference-health.modal.run\n"
+        "✓ App deployed in 1.2s! 🎉\n\nView Deployment: https://modal.com/apps/ws/main/deployed/app\n"
+    )
+    assert deploy_urls(out) == {
+        "Inference.http_generate": "https://ws--app-inference-http-generate.modal.run",
+        "Inference.health": "https://ws--app-inference-health.modal.run",
+    }
+    assert deploy_urls("+-- Created Function serve\n    `-- https://ws--app-serve.modal.run 🔑\n") == {"serve": "https://ws--app-serve.modal.run"}
+
+
 # --- in-process: the deploy flow --------------------------------------------------------------
 
 
@@ -85,8 +146,10 @@ def test_deploy_records_a_complete_revision(fake, profile, history):
     assert rev.lock_text == (profile.parent / "qwen25-a10g.lock").read_text()
     assert {"app.py", "manifest.json", "requirements.txt"} <= set(rev.bundle_files)
     assert state["deploys"][0]["files"] == sorted(rev.bundle_files)  # Modal was handed exactly the bundle
+    assert state["deploys"][0]["columns"] == "10000"  # so that rich does not wrap the URL lines
     assert rev.smoke["ok"] and [c["name"] for c in rev.smoke["checks"]] == ["health", "latency", "json", "schema"]
-    assert rev.urls["Inference.health"].endswith("/health")
+    assert rev.urls == {"Inference.web": fake.server.url}  # one base URL: POST /generate and GET /health under it
+    assert (rev.smoke["health_url"], rev.smoke["generate_url"]) == (f"{fake.server.url}/health", f"{fake.server.url}/generate")
     assert rev.created_by and rev.host and rev.kit_version and rev.finished_at
     st = kd.status("ir-generator", history, make_target(), 10)
     assert st.drift == [] and st.current.number == 1

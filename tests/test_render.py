@@ -1,7 +1,8 @@
 """kit render: every library profile renders, imports with the real `modal`, and serves the right shape.
 
 The Modal cloud is the one thing replaced: the rendered app is imported and inspected offline
-(`Function.info()`), and its methods run in-process (`.local()`) with a test double for the engine.
+(`Function.info()`), and its methods run in-process (`.local()`) with a test double for the engine;
+the FastAPI app its @modal.asgi_app method builds is called through fastapi's TestClient.
 Snapshots: tests/snapshots/render/<profile>/; KIT_UPDATE_SNAPSHOTS=1 rewrites them.
 """
 
@@ -12,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ import pytest
 from kit.catalog import gpus
 from kit.errors import EXIT_FINDINGS
 from kit.load import LoadedProfile, load
-from kit.render import CLASS_NAME, MANIFEST_FILE, SERVER_FUNCTION, RenderError, bundle_hash, render, write
+from kit.render import CLASS_NAME, MANIFEST_FILE, SERVER_FUNCTION, WEB_METHOD, RenderError, bundle_hash, render, write
 from tests.conftest import PROFILES, REPO, run_kit
 from tests.rendered import import_bundle, local, service_function
 
@@ -106,14 +108,37 @@ def test_library_profile_imports_with_real_modal(library_profile, tmp_path, monk
         p.serving.max_containers,
     )
     if p.serving.mode == "class":
-        assert info.method_names == list(p.serving.endpoints)
+        has_web = bool({"http_generate", "health"} & set(p.serving.endpoints))
+        assert info.method_names == [e for e in p.serving.endpoints if e == "generate"] + ([WEB_METHOD] if has_web else [])
+        # One web method, an ASGI app (method None: not a fastapi_endpoint), so one base URL for every route.
         web = {name: d.method for name, d in (info.method_details or {}).items()}
-        assert web == {k: v for k, v in {"http_generate": "POST", "health": "GET"}.items() if k in p.serving.endpoints}
+        assert web == ({WEB_METHOD: None} if has_web else {})
+        routes = {(r.path, m) for r in _web_app(imported).routes if r.path in ("/generate", "/health") for m in r.methods}
+        assert routes == {(path, method) for e, (method, path) in (("http_generate", ("POST", "/generate")), ("health", ("GET", "/health"))) if e in p.serving.endpoints}
     else:
         assert info.web_info is not None and info.method_names is None
         assert imported.decorator_kwargs["web_server"]["startup_timeout"] == p.serving.startup_timeout
         command = imported.module.SERVER_COMMAND
         assert p.model.id in command and "--revision" in command
+
+
+def _web_app(imported, engine=None):
+    """The FastAPI app the class's @modal.asgi_app method builds, run in-process (its @modal.enter hook too)."""
+    imported.module.load_engine = lambda: engine or FakeEngine()
+    return local(getattr(getattr(imported.module, CLASS_NAME)(), WEB_METHOD))
+
+
+def _test_client(app):
+    """fastapi's TestClient (over httpx) for an ASGI app, in-process."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*install `httpx2`")  # starlette 1.x prefers httpx2; httpx works
+        from fastapi.testclient import TestClient
+    return TestClient(app)
+
+
+def _client(tmp_path, monkeypatch, engine=None):
+    """A TestClient on the rendered class-mode app's one base URL, with `engine` in place of vLLM."""
+    return _test_client(_web_app(import_bundle(render(load(PROFILES / "qwen25-a10g.toml")), tmp_path / "b", monkeypatch), engine))
 
 
 def test_class_mode_shared_implementation(tmp_path, monkeypatch):
@@ -132,12 +157,15 @@ def test_class_mode_shared_implementation(tmp_path, monkeypatch):
     assert body["usage"] == {"prompt_tokens": 7, "completion_tokens": 11}
     assert fake.calls[-1] == ("write add", default_schema, 512, 0.0)
 
-    response = local(server.http_generate, {"prompt": "p", "schema": {"type": "string"}, "max_tokens": 5, "temperature": 0.5})
+    client = _test_client(local(getattr(server, WEB_METHOD)))  # the same instance: the same engine
+    response = client.post("/generate", json={"prompt": "p", "schema": {"type": "string"}, "max_tokens": 5, "temperature": 0.5})
     assert response.status_code == 200
-    assert json.loads(response.body)["text"] == fake.text
+    assert response.json()["text"] == fake.text and response.json()["bundle"] == body["bundle"]
     assert fake.calls[-1] == ("p", {"type": "string"}, 5, 0.5)
 
-    health = local(server.health)
+    health = client.get("/health")
+    assert health.status_code == 200
+    health = health.json()
     assert health["status"] == "ok" and health["profile"] == "qwen25-a10g" and health["bundle"] == body["bundle"]
     assert health["pinned"]["vllm"] == "0.9.2" and "vllm" in health["versions"]
 
@@ -166,27 +194,57 @@ def test_request_validation(payload, status, reason, tmp_path, monkeypatch):
     fake = FakeEngine()
     monkeypatch.setattr(m, "load_engine", lambda: fake)
     server = getattr(m, CLASS_NAME)()
-    response = local(server.http_generate, payload)
+    response = _test_client(local(getattr(server, WEB_METHOD))).post("/generate", json=payload)
     assert response.status_code == status
-    assert reason in json.loads(response.body)["error"]
+    assert reason in response.json()["error"]
     assert fake.calls == []  # refused before the engine
     if isinstance(payload, dict) and "prompt" in payload and set(payload) <= {"prompt", "schema", "max_tokens", "temperature"}:
         with pytest.raises(ValueError, match=f"^{status}: "):
             local(server.generate, **payload)
 
 
+def test_http_requests_that_are_not_json_objects_get_400(tmp_path, monkeypatch):
+    fake = FakeEngine()
+    client = _client(tmp_path, monkeypatch, fake)
+    for body in (b"", b"{not json", b"\xff"):
+        response = client.post("/generate", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400 and "must be JSON" in response.json()["error"], body
+    response = client.post("/generate", json=["p"])
+    assert response.status_code == 400 and "JSON object" in response.json()["error"]
+    # Other paths and methods answer with {error} too, never the engine.
+    assert (client.get("/generate").status_code, client.get("/generate").json()) == (405, {"error": "Method Not Allowed"})
+    assert (client.post("/health").status_code, client.get("/nope").status_code) == (405, 404)
+    assert "error" in client.get("/nope").json() and fake.calls == []
+    assert client.get("/docs").status_code == 404 and client.get("/openapi.json").status_code == 404
+
+
 def test_engine_refusal_is_422(tmp_path, monkeypatch):
-    imported = import_bundle(render(load(PROFILES / "qwen25-a10g.toml")), tmp_path / "b", monkeypatch)
-    m = imported.module
-    monkeypatch.setattr(m, "load_engine", lambda: FakeEngine(error=ValueError("grammar compile failed")))
-    response = local(getattr(m, CLASS_NAME)().http_generate, {"prompt": "p", "schema": {"type": "object", "properties": {"a": {"$ref": "#/nope"}}}})
-    assert response.status_code == 422 and "grammar compile failed" in json.loads(response.body)["error"]
+    client = _client(tmp_path, monkeypatch, FakeEngine(error=ValueError("grammar compile failed")))
+    response = client.post("/generate", json={"prompt": "p", "schema": {"type": "object", "properties": {"a": {"$ref": "#/nope"}}}})
+    assert response.status_code == 422 and "grammar compile failed" in response.json()["error"]
 
 
-def test_only_listed_endpoints_are_rendered(tmp_path, monkeypatch):
-    loaded = variant(tmp_path, serving={"endpoints": ["generate"]})
-    fn = service_function(import_bundle(render(loaded), tmp_path / "b", monkeypatch), CLASS_NAME)
-    assert fn.info().method_names == ["generate"] and not fn.info().method_details
+@pytest.mark.parametrize(
+    ("endpoints", "methods", "routes"),
+    [
+        (["generate"], ["generate"], None),  # no HTTP endpoint: no web method, no URL
+        (["generate", "health"], ["generate", WEB_METHOD], {"/health"}),
+        (["http_generate"], [WEB_METHOD], {"/generate"}),
+        (["health", "http_generate"], [WEB_METHOD], {"/generate", "/health"}),
+    ],
+)
+def test_only_listed_endpoints_are_rendered(endpoints, methods, routes, tmp_path, monkeypatch):
+    bundle = render(variant(tmp_path, serving={"endpoints": endpoints}))
+    imported = import_bundle(bundle, tmp_path / "b", monkeypatch)
+    info = service_function(imported, CLASS_NAME).info()
+    assert info.method_names == methods
+    assert bundle.manifest["entrypoints"]["web"] == ([WEB_METHOD] if routes else [])
+    if routes is None:
+        assert not info.method_details and not hasattr(getattr(imported.module, CLASS_NAME), WEB_METHOD)
+        assert "asgi_app" not in bundle.files["app.py"] and "fastapi" not in bundle.files["app.py"]
+        return
+    assert list(info.method_details) == [WEB_METHOD]
+    assert {r.path for r in _web_app(imported).routes} == routes
 
 
 def test_hf_secret_is_a_modal_secret_never_a_value(tmp_path, monkeypatch):

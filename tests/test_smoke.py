@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from kit.smoke import SmokeSpec, endpoints, parse_strict, run, validate
+from kit.errors import OperationError
+from kit.smoke import SmokeSpec, base_url, endpoints, parse_strict, run, validate
 from tests.deployfakes import REPO, FakeModal
 
 SCHEMA = json.loads((REPO / "profiles" / "schemas" / "ir-v1.json").read_text())
@@ -29,7 +30,7 @@ def spec(**kw) -> SmokeSpec:
 
 
 def urls(fake: FakeModal) -> dict[str, str]:
-    return {"Inference.health": f"{fake.server.url}/health", "Inference.http_generate": f"{fake.server.url}/generate"}
+    return {"Inference.web": fake.server.url}  # what a deploy reports: the class's one web method
 
 
 def checks(result) -> dict[str, bool]:
@@ -95,13 +96,21 @@ def test_health_down_or_wrong_bundle(fake):
 
 
 def test_unreachable_endpoint_fails_fast():
-    result = run(spec(cold_start_budget_s=2.0), {"Inference.health": "http://127.0.0.1:9/health", "Inference.http_generate": "http://127.0.0.1:9/generate"})
+    result = run(spec(cold_start_budget_s=2.0), {"Inference.web": "http://127.0.0.1:9"})
     assert not result.ok and result.failures()[0].name == "health"
 
 
 def test_endpoints_from_deploy_output_names():
-    assert endpoints({"Inference.health": "https://h", "Inference.http_generate": "https://g"}) == ("https://h", "https://g")
+    web = "https://ws--app-inference-web.modal.run"
+    assert endpoints({"Inference.web": web}) == (f"{web}/health", f"{web}/generate")
+    assert endpoints({"Inference.web": web + "/", "other": "https://o"}) == (f"{web}/health", f"{web}/generate")
+    assert base_url({"Inference.web": web}) == web
     assert endpoints({"serve": "https://x.modal.run/"}, "openai") == ("https://x.modal.run/health", "https://x.modal.run/v1/chat/completions")
+    # A revision deployed while each fastapi_endpoint had its own URL (route at /): used as they are.
+    old = {"Inference.health": "https://h", "Inference.http_generate": "https://g"}
+    assert endpoints(old) == ("https://h", "https://g") and base_url(old) is None
+    with pytest.raises(OperationError, match="no web endpoint"):
+        endpoints({})
 
 
 def test_parse_strict_and_validate():

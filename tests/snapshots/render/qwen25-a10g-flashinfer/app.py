@@ -230,15 +230,33 @@ class Inference:
             raise ValueError(f"{status}: {body['error']}")
         return body
 
-    @modal.fastapi_endpoint(method="POST", docs=False)
-    def http_generate(self, request: dict):
-        """POST /generate with {prompt, schema?, max_tokens?, temperature?}: 200, or 4xx with {error}."""
+    @modal.asgi_app()
+    def web(self):
+        """HTTP on one base URL (Modal gives each web method its own): POST /generate, GET /health."""
+        from fastapi import FastAPI, Request
         from fastapi.responses import JSONResponse
+        from starlette.concurrency import run_in_threadpool
+        from starlette.exceptions import HTTPException
 
-        status, body = respond(self.engine, request)
-        return JSONResponse(status_code=status, content=body)
+        api = FastAPI(title=APP_NAME, docs_url=None, redoc_url=None, openapi_url=None)
 
-    @modal.fastapi_endpoint(method="GET", docs=False)
-    def health(self) -> dict:
-        """GET /health: model, profile, bundle hash and installed engine versions."""
-        return health_report()
+        @api.exception_handler(HTTPException)
+        async def refused(request: Request, exc: HTTPException):  # unknown path, wrong method: {error} like the rest
+            return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)}, headers=exc.headers)
+
+        @api.post("/generate")
+        async def http_generate(request: Request):
+            """{prompt, schema?, max_tokens?, temperature?}: 200, or 4xx with {error}."""
+            try:
+                payload = json.loads(await request.body())
+            except ValueError:
+                return JSONResponse(status_code=400, content={"error": "the request body must be JSON: an object with a 'prompt'"})
+            status, body = await run_in_threadpool(respond, self.engine, payload)  # the engine blocks: not on the event loop
+            return JSONResponse(status_code=status, content=body)
+
+        @api.get("/health")
+        def health() -> dict:
+            """Model, profile, bundle hash and installed engine versions."""
+            return health_report()
+
+        return api
