@@ -29,7 +29,9 @@ ONE = "profiles/qwen25-a10g-flashinfer.toml"
 
 
 def measure(cmd: list[str], runs: int, cwd: Path) -> list[float]:
-    env = {**os.environ, "NO_COLOR": "1"}
+    # As installed: kit's modules byte-compiled once, like pip does at install. (This machine sets
+    # PYTHONDONTWRITEBYTECODE=1, which would make every run recompile kit's editable sources.)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"NO_COLOR": "1"}
     subprocess.run(cmd, cwd=cwd, env=env, capture_output=True)  # warm page cache and uv's cache; not timed
     times = []
     for _ in range(runs):

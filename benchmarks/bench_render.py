@@ -24,7 +24,9 @@ PROFILE = "profiles/qwen25-a10g.toml"
 
 def cold(runs: int, out: str) -> list[float]:
     cmd = [sys.executable, "-m", "kit", "render", PROFILE, "-o", out]
-    env = {**os.environ, "NO_COLOR": "1"}
+    # As installed: kit's modules byte-compiled once, like pip does at install. (This machine sets
+    # PYTHONDONTWRITEBYTECODE=1, which would make every run recompile kit's editable sources.)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"NO_COLOR": "1"}
     subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, check=True)
     times = []
     for _ in range(runs):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from packaging.version import Version
@@ -15,13 +19,46 @@ from kit.errors import DataError
 GIB = 1024**3
 
 
+def _cache_dir() -> Path:
+    base = os.environ.get("KIT_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kit")
+    return Path(base) / "data"
+
+
 def data_file(name: str) -> dict[str, Any]:
-    """Parse one TOML file from kit/data."""
+    """Parse one TOML file from kit/data (e.g. "gpus.toml", "rules/versions.toml").
+
+    tomllib is pure Python and `kit check` reads about 150 KB of data on every run, so the parsed
+    document is cached as JSON under ~/.cache/kit (KIT_CACHE_DIR), keyed by the file's sha256: an
+    edited or upgraded data file is parsed again, and an unwritable cache only costs the parse.
+    """
     try:
-        text = resources.files("kit").joinpath("data", name).read_text(encoding="utf-8")
-        return tomllib.loads(text)
-    except (FileNotFoundError, tomllib.TOMLDecodeError) as exc:
-        raise DataError(f"kit's data file data/{name} is missing or broken: {exc}", fix="reinstall kit; this is a bug in kit") from None
+        raw = resources.files("kit").joinpath("data", name).read_bytes()
+    except FileNotFoundError as exc:
+        raise DataError(f"kit's data file data/{name} is missing: {exc}", fix="reinstall kit; this is a bug in kit") from None
+    key = hashlib.sha256(raw).hexdigest()[:32]
+    cached = _cache_dir() / f"{key}.json"
+    try:
+        return json.loads(cached.read_bytes())
+    except (OSError, ValueError):
+        pass
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise DataError(f"kit's data file data/{name} is broken: {exc}", fix="reinstall kit; this is a bug in kit") from None
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(doc), encoding="utf-8")
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # a read-only home: parse every time
+    return doc
+
+
+def data_files(folder: str) -> list[str]:
+    """Names ("rules/x.toml") of the TOML files in a kit/data folder, sorted."""
+    entries = resources.files("kit").joinpath("data", folder).iterdir()
+    return sorted(f"{folder}/{e.name}" for e in entries if e.name.endswith(".toml"))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -24,11 +25,34 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
+Segment = str | tuple[str, str]  # text, or (text, rich style)
+
+
+class _Lines:
+    """Styled lines: rendered by rich on a terminal, written as plain text otherwise.
+
+    Off a terminal (pre-commit, editors' on-save hooks, CI) rich would strip the styles anyway;
+    writing plain text there spares loading a terminal renderer on kit's fastest path.
+    """
+
+    def __init__(self, stderr: bool = False):
+        self.stream = sys.stderr if stderr else sys.stdout
+        self.console = None
+        if self.stream.isatty() or os.environ.get("FORCE_COLOR"):
+            self.console = _console(stderr)
+
+    def line(self, *segments: Segment) -> None:
+        if self.console is None:
+            self.stream.write("".join(s if isinstance(s, str) else s[0] for s in segments) + "\n")
+            return
+        from rich.text import Text
+
+        self.console.print(Text.assemble(*segments))
+
+
 def print_error(exc: KitError) -> None:
     """One clear message on stderr, no traceback."""
-    from rich.markup import escape
-
-    _console(stderr=True).print(f"[bold red]error:[/] {escape(exc.render())}")
+    _Lines(stderr=True).line(("error:", "bold red"), " ", exc.render())
 
 
 def print_reports(reports: list[Report], bad: list[KitError], fmt: str, *, strict: bool = False, verbose: bool = False) -> None:
@@ -100,50 +124,54 @@ def _github(reports: list[Report], bad: list[KitError]) -> None:
     sys.stdout.write("\n".join(out) + "\n")
 
 
-def _finding_lines(f: Finding, verbose: bool = False) -> list[str]:
-    from rich.markup import escape
-
-    style = _STYLE[f.severity]
-    keys = f"  [dim]{escape(', '.join(f.keys))}[/]" if f.keys else ""
-    head = f"  [{style}]{f.severity:<7}[/] [bold]{escape(f.rule)}[/]{keys}"
-    lines = [head, f"          {escape(f.summary)}"]
+def _finding_lines(f: Finding, verbose: bool = False) -> list[list[Segment]]:
+    pad = " " * 10
+    head: list[Segment] = ["  ", (f"{f.severity:<7}", _STYLE[f.severity]), " ", (f.rule, "bold")]
+    if f.keys:
+        head += ["  ", (", ".join(f.keys), "dim")]
+    lines: list[list[Segment]] = [head, [pad, f.summary]]
     if f.severity == "info" and not verbose and f.allowed is None:
         return lines  # info is context, not a problem: one line unless asked (-v)
     if f.allowed is not None:
-        lines.append(f"          [dim]allowed: {escape(f.allowed)}[/]")
+        lines.append([pad, (f"allowed: {f.allowed}", "dim")])
         return lines
-    lines.append(f"          [dim]why:[/]    {escape(f.why)}")
-    lines.append(f"          [dim]fix:[/]    {escape(f.fix)}")
-    for src in f.sources:
-        lines.append(f"          [dim]source: {escape(src)}[/]")
+    lines.append([pad, ("why:", "dim"), "    ", f.why])
+    lines.append([pad, ("fix:", "dim"), "    ", f.fix])
+    lines += [[pad, (f"source: {src}", "dim")] for src in f.sources]
     return lines
 
 
 def _text(reports: list[Report], bad: list[KitError], strict: bool, verbose: bool = False) -> None:
-    from rich.markup import escape
-
-    con = _console()
+    out = _Lines()
     for r in reports:
         active = r.active()
-        status = "[bold red]FAIL[/]" if r.failed(strict) else "[green]ok[/]"
-        con.print(f"{status} [bold]{escape(r.profile)}[/] [dim]({escape(r.name)})[/]")
+        status = ("FAIL", "bold red") if r.failed(strict) else ("ok", "green")
+        out.line(status, " ", (r.profile, "bold"), " ", (f"({r.name})", "dim"))
         for f in r.findings:
-            for line in _finding_lines(f, verbose):
-                con.print(line)
+            for segments in _finding_lines(f, verbose):
+                out.line(*segments)
         for note in r.notes:
-            con.print(f"  [dim]note: {escape(note)}[/]")
+            out.line("  ", (f"note: {note}", "dim"))
         if not active:
-            con.print("  [green]no findings[/]")
-        con.print()
+            out.line("  ", ("no findings", "green"))
+        out.line()
     for exc in bad:
-        con.print(f"[bold red]INVALID[/] {escape(exc.render())}")
-        con.print()
+        out.line(("INVALID", "bold red"), " ", exc.render())
+        out.line()
     t = _totals(reports)
-    con.print(
-        f"{len(reports) + len(bad)} profile(s): [bold red]{t['error']} error(s)[/], [yellow]{t['warning']} warning(s)[/], "
-        f"[cyan]{t['info']} info[/]" + (f", [bold red]{len(bad)} invalid[/]" if bad else "")
-        + ("" if verbose or not t["info"] else " [dim](-v shows why, fix and source of info findings)[/]")
-    )
+    tail: list[Segment] = [
+        f"{len(reports) + len(bad)} profile(s): ",
+        (f"{t['error']} error(s)", "bold red"),
+        ", ",
+        (f"{t['warning']} warning(s)", "yellow"),
+        ", ",
+        (f"{t['info']} info", "cyan"),
+    ]
+    if bad:
+        tail += [", ", (f"{len(bad)} invalid", "bold red")]
+    if t["info"] and not verbose:
+        tail += [" ", ("(-v shows why, fix and source of info findings)", "dim")]
+    out.line(*tail)
 
 
 def print_rules(rules: list[Rule], fmt: str) -> None:
@@ -154,8 +182,6 @@ def print_rules(rules: list[Rule], fmt: str) -> None:
         ]
         sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
         return
-    from rich.markup import escape
-
-    con = _console()
+    out = _Lines()
     for r in rules:
-        con.print(f"[{_STYLE[r.severity]}]{r.severity:<7}[/] [bold]{escape(r.id)}[/]  {escape(r.summary)}")
+        out.line((f"{r.severity:<7}", _STYLE[r.severity]), " ", (r.id, "bold"), "  ", r.summary)

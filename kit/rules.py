@@ -7,7 +7,6 @@ logic needs arithmetic (memory fit, tensor parallelism) are declared in data too
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -17,6 +16,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from kit.catalog import data_file, data_files
 from kit.errors import DataError
 
 SEVERITIES = ("error", "warning", "info")
@@ -97,27 +97,18 @@ class Finding:
         }
 
 
-def _rules_dir():
-    return resources.files("kit").joinpath("data", "rules")
-
-
 @cache
 def all_rules() -> tuple[Rule, ...]:
     """Every rule, from every file under kit/data/rules, validated once."""
     rules: list[Rule] = []
     seen: dict[str, str] = {}
-    for entry in sorted(_rules_dir().iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".toml"):
-            continue
-        try:
-            doc = tomllib.loads(entry.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise DataError(f"data/rules/{entry.name} is not valid TOML: {exc}", fix="this is a bug in kit") from None
-        for row in doc.get("rule", []):
-            rule = _parse_rule(row, entry.name)
+    for name in data_files("rules"):
+        file = name.removeprefix("rules/")
+        for row in data_file(name).get("rule", []):
+            rule = _parse_rule(row, file)
             if rule.id in seen:
-                raise DataError(f"rule id {rule.id!r} is defined in both {seen[rule.id]} and {entry.name}", fix="this is a bug in kit")
-            seen[rule.id] = entry.name
+                raise DataError(f"rule id {rule.id!r} is defined in both {seen[rule.id]} and {file}", fix="this is a bug in kit")
+            seen[rule.id] = file
             rules.append(rule)
     return tuple(rules)
 
@@ -129,9 +120,8 @@ def rules_by_id() -> dict[str, Rule]:
 def _table(name: str) -> list[dict[str, Any]]:
     """The rows of the `[[name]]` data table, from every file under kit/data/rules."""
     rows: list[dict[str, Any]] = []
-    for entry in sorted(_rules_dir().iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".toml"):
-            rows += tomllib.loads(entry.read_text(encoding="utf-8")).get(name, [])
+    for file in data_files("rules"):
+        rows += data_file(file).get(name, [])
     return rows
 
 
