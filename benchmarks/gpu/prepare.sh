@@ -32,9 +32,8 @@ from pathlib import Path
 from kit.load import load
 p = load(sys.argv[1]).profile
 # The image's environment: Modal sets it in the container; .local() runs here, so run.sh exports it.
+# (engine.attention_backend is rendered into the app itself, as the pinned vLLM reads it.)
 env = dict(p.image.env)
-if p.engine.attention_backend:
-    env.setdefault("VLLM_ATTENTION_BACKEND", p.engine.attention_backend)
 Path(".gpu/kit/env.sh").write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items())))
 snap = Path(".gpu/kit/hf/hub") / ("models--" + p.model.id.replace("/", "--"))
 (snap / "refs").mkdir(parents=True)
