@@ -6,7 +6,8 @@ process group and bounded by a timeout: with a token set and Modal unreachable, 
 blocks for about a minute, and a build has no upper bound at all.
 
 Tests replace the target, and only it: `KIT_TARGET=package.module:factory` makes `get_target()` call
-that factory instead of building a ModalTarget. Only the test suite sets it (tests/fake_target.py).
+that factory instead of building a ModalTarget. Only the test suite sets it (tests/deployfakes.py: the
+real ModalTarget driving tests/fake_modal.py, a stand-in for the modal CLI).
 """
 
 from __future__ import annotations
