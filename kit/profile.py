@@ -130,13 +130,14 @@ class StructuredOutput(Section):
 class Serving(Section):
     """How Modal serves the app."""
 
-    # openai is the default: measured on an H200 (benchmarks/gpu/results.md), class mode serves
-    # concurrent requests one after another (1.02x at 32 concurrent), the OpenAI server batches (10.3x).
+    # openai is the default: measured on an H200 (benchmarks/gpu/results.md), the OpenAI server batches
+    # continuously (16.7x one at a time at 32 concurrent); class mode batches the requests waiting at one
+    # moment (7.6x), and before it did so it served them one after another (1.02x).
     mode: Literal["class", "openai"] = Field(
         "openai",
-        description="`openai` (default): the engine's OpenAI-compatible server behind `@modal.web_server`, which batches "
-        "concurrent requests; `class`: the engine in-process behind a `generate` method (Python `.remote()`), `POST /generate` "
-        "and `GET /health`, one request at a time per container (benchmarks/gpu/results.md).",
+        description="`openai` (default): the engine's OpenAI-compatible server behind `@modal.web_server`, with continuous "
+        "batching; `class`: the engine in-process behind a `generate` method (Python `.remote()`), `POST /generate` "
+        "and `GET /health`, batching up to `max_inputs` waiting requests per engine call (vLLM; benchmarks/gpu/results.md).",
     )
     timeout: int = Field(600, gt=0, description="Seconds one input may run.")
     startup_timeout: int = Field(1200, gt=0, description="Seconds the web server may take to start (openai mode).")

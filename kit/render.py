@@ -176,6 +176,8 @@ def api_for(loaded: LoadedProfile) -> dict[str, Any]:
         identifier(row[key])
     if row.get("params_class"):
         identifier(row["params_class"])
+    if not isinstance(row.get("chat_batch", False), bool):
+        raise DataError(f"[[api]] row for {package} {row['versions']}: chat_batch must be true or false", fix="this is a bug in kit's data")
     if row.get("engine_backend_form") not in ("string", "config"):
         raise DataError(f"[[api]] row for {package} {row['versions']}: engine_backend_form must be 'string' or 'config'", fix="this is a bug in kit's data")
     return row
@@ -407,7 +409,21 @@ def _context(loaded: LoadedProfile, api: dict[str, Any], attention: dict[str, An
         "web_method": WEB_METHOD,
         "routes": web_routes(p.serving.endpoints),
         "serving": p.serving,
+        "chat_batch_max": chat_batch_max(loaded, api),
     }
+
+
+def chat_batch_max(loaded: LoadedProfile, api: dict[str, Any]) -> int:
+    """Class mode, vLLM: how many concurrent requests the Engine runs as one LLM.chat call.
+
+    serving.max_inputs where the [[api]] row says the pinned release's chat takes a list of
+    conversations with a list of SamplingParams (chat_batch, checked against each recorded release's
+    source); else 1, one chat call per request, taking turns.
+    """
+    p = loaded.profile
+    if p.engine.name != "vllm" or not api.get("chat_batch", False):
+        return 1
+    return p.serving.max_inputs
 
 
 # -- render ---------------------------------------------------------------------------------------

@@ -216,6 +216,34 @@ def _params(cls: ast.ClassDef, method: str) -> list[str]:
     return []
 
 
+def _annotation(cls: ast.ClassDef, method: str, param: str) -> str | None:
+    for n in cls.body:
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == method:
+            a = n.args
+            for x in [*a.posonlyargs, *a.args, *a.kwonlyargs]:
+                if x.arg == param:
+                    return ast.unparse(x.annotation) if x.annotation is not None else None
+    return None
+
+
+def _chat(llm: ast.ClassDef) -> dict:
+    """LLM.chat: its parameters, and whether it takes a batch (a list of conversations with a list of SamplingParams).
+
+    Read from the annotations: messages `list[list[ChatCompletionMessageParam]]` (or `Sequence[list[...]]`), and
+    sampling_params `list[SamplingParams]` (or `Sequence[SamplingParams]`). kit's class-mode Engine batches
+    concurrent requests into one chat call only where both are there ([[api]] chat_batch).
+    """
+    messages = _annotation(llm, "chat", "messages") or ""
+    sampling = _annotation(llm, "chat", "sampling_params") or ""
+    return {
+        "params": _params(llm, "chat"),
+        "messages": messages,
+        "sampling_params": sampling,
+        "batch": bool(re.search(r"\b(list|Sequence)\[list\[ChatCompletionMessageParam\]\]", messages))
+        and bool(re.search(r"\b(list|Sequence)\[SamplingParams\]", sampling)),
+    }
+
+
 def _module_names(tree: ast.Module) -> set[str]:
     """Names bound at module level (classes, functions, assignments, imports)."""
     names: set[str] = set()
@@ -315,6 +343,7 @@ def record(src: Source) -> dict:
         # LLM.__init__ turns a dict into the config object for these (else EngineArgs gets the raw dict).
         "converts_dict": sorted(k for k in ("structured_outputs_config", "compilation_config") if re.search(rf"isinstance\(\s*{k}\s*,\s*dict\b|_make_config\(\s*{k}\b", llm_text)),
     }
+    entry["LLM"]["chat"] = _chat(llm) if llm else {}
     chat: dict = {}
     for path in src.list(OPENAI_DIR):
         cls = _classes(ast.parse(src.read(path) or "")).get("ChatCompletionRequest")

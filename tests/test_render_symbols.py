@@ -3,9 +3,10 @@
 tests/data/vllm_symbols.json is read from each release's own source by
 scripts/record_vllm_symbols.py. From it this test builds a stand-in `vllm` package that has exactly
 that release's names: the structured-output classes and their fields, SamplingParams fields,
-EngineArgs fields, LLM methods. The rendered Engine adapter is then run against it, so an import,
-keyword or method the release lacks fails here as it would in the container. vLLM itself (GPU
-wheels of several GB per release) is what is replaced.
+EngineArgs fields, LLM methods, LLM.chat's parameters and whether it takes a batch (lists). The
+rendered Engine adapter is then run against it, so an import, keyword or method the release lacks
+fails here as it would in the container; class mode's batching of concurrent requests is run against
+a chat that records its calls. vLLM itself (GPU wheels of several GB per release) is what is replaced.
 
 The attention backend (engine.attention_backend) is checked the same way: the rendered app must set
 it through what that release reads, the VLLM_ATTENTION_BACKEND variable of vllm/envs.py or the
@@ -18,6 +19,8 @@ from __future__ import annotations
 import ast
 import json
 import sys
+import threading
+import time
 import types
 from importlib import resources
 from pathlib import Path
@@ -34,6 +37,7 @@ from tests.rendered import import_bundle
 from tests.test_render import variant
 
 SYMBOLS = json.loads((Path(__file__).parent / "data" / "vllm_symbols.json").read_text())["releases"]
+REJECTED = "a request the engine rejects"  # the stand-in's chat raises ValueError for the whole call
 VLLM_PROFILES = [p for p in sorted(PROFILES.glob("*.toml")) if load(p).profile.engine.name == "vllm"]
 
 
@@ -58,11 +62,19 @@ def fake_vllm(release: dict) -> dict[str, types.ModuleType]:
             setattr(sampling, cls, strict(cls, set(sp["classes"][cls]["fields"])))
     sampling.SamplingParams = strict("SamplingParams", set(sp["SamplingParams"]["fields"]))
 
+    chat = release["LLM"]["chat"]
+
     class Output:
-        text, finish_reason, token_ids = '{"ok": true}', "stop", [1, 2]
+        finish_reason, token_ids = "stop", [1, 2]
+
+        def __init__(self, prompt: str):
+            self.text = json.dumps({"ok": True, "prompt": prompt})
 
     class RequestOutput:
-        prompt_token_ids, outputs = [1, 2, 3], [Output()]
+        prompt_token_ids = [1, 2, 3]
+
+        def __init__(self, prompt: str):
+            self.outputs = [Output(prompt)]
 
     class LLM:
         def __init__(self, **kwargs):
@@ -73,9 +85,34 @@ def fake_vllm(release: dict) -> dict[str, types.ModuleType]:
                 if isinstance(value, dict) and key not in converts:
                     raise TypeError(f"LLM() passes {key} to EngineArgs as a raw dict in this release")
             self.kwargs = kwargs
+            self.calls: list[list[str]] = []  # per chat call, the prompts it was given
+            self.entered = threading.Event()  # set when chat is called
+            self.gate = threading.Event()  # chat returns once it is set
+            self.gate.set()
+
+        def chat(self, messages, sampling_params=None, **kwargs):
+            """Outputs in input order (as vLLM's are); a ValueError for the whole call if one prompt is REJECTED."""
+            unknown = set(kwargs) - set(chat["params"])
+            if unknown:
+                raise TypeError(f"LLM.chat() got an unexpected keyword argument {sorted(unknown)}")
+            batched = bool(messages) and isinstance(messages[0], list)
+            if batched:
+                if not chat["batch"]:
+                    raise TypeError(f"LLM.chat of this release takes one conversation ({chat['messages']})")
+                if not isinstance(sampling_params, list) or len(sampling_params) != len(messages):
+                    raise ValueError("the lengths of prompts and sampling_params must be the same")
+            conversations = messages if batched else [messages]
+            prompts = [c[-1]["content"] for c in conversations]
+            self.calls.append(prompts)
+            self.entered.set()
+            assert self.gate.wait(10), "the test never opened the gate"
+            if REJECTED in prompts:
+                raise ValueError("the grammar backend cannot compile the schema")
+            return [RequestOutput(prompt) for prompt in prompts]
 
     for method in release["LLM"]["methods"]:
-        setattr(LLM, method, lambda self, *a, **k: [RequestOutput()])
+        if method != "chat":
+            setattr(LLM, method, lambda self, *a, **k: [RequestOutput("")])
     vllm = types.ModuleType("vllm")
     vllm.LLM, vllm.SamplingParams, vllm.sampling_params = LLM, sampling.SamplingParams, sampling
     return {"vllm": vllm, "vllm.sampling_params": sampling}
@@ -104,7 +141,7 @@ def test_library_profile_uses_only_symbols_of_its_release(path, tmp_path, monkey
     release = SYMBOLS[version]
     imported = import_bundle(render(loaded), tmp_path / "b", monkeypatch)
     if loaded.profile.serving.mode == "class":
-        assert run_adapter(imported.module, release, monkeypatch)["text"] == '{"ok": true}'
+        assert json.loads(run_adapter(imported.module, release, monkeypatch)["text"]) == {"ok": True, "prompt": "p"}
     else:
         assert cli_flags_exist(imported.module.SERVER_COMMAND, release) == []
         assert release["ChatCompletionRequest"]["response_format"]
@@ -148,6 +185,148 @@ def test_the_stand_in_catches_a_wrong_api(tmp_path, monkeypatch):
     imported = import_bundle(render(variant(tmp_path, packages={"vllm": "0.9.2"})), tmp_path / "b", monkeypatch)
     with pytest.raises((ImportError, TypeError)):
         run_adapter(imported.module, SYMBOLS["0.12.0"], monkeypatch)
+
+
+# -- class mode batches concurrent requests ------------------------------------------------------------
+
+
+def concurrent_engine(version: str, max_inputs: int, tmp_path, monkeypatch):
+    """The rendered class-mode Engine of vllm `version` with serving.max_inputs, on that release's stand-in."""
+    loaded = variant(tmp_path, packages={"vllm": version}, serving={"mode": "class", "max_inputs": max_inputs})
+    imported = import_bundle(render(loaded), tmp_path / "b", monkeypatch)
+    for name, mod in fake_vllm(SYMBOLS[version]).items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    return imported.module, imported.module.Engine()
+
+
+def complete_concurrently(engine, prompts: list[str]) -> tuple[dict, list[list[str]]]:
+    """Call engine.complete from one thread per prompt, all waiting at once.
+
+    The first request reaches chat alone; the stand-in holds it there until every other request is
+    queued, so the second chat call must take all of them. Returns prompt -> output (or exception) and
+    the chat calls.
+    """
+    engine.llm.gate.clear()
+    results: dict = {}
+
+    def call(prompt: str) -> None:
+        try:
+            results[prompt] = engine.complete(prompt, {"type": "object"}, 16, 0.0)
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            results[prompt] = exc
+
+    threads = [threading.Thread(target=call, args=(prompts[0],))]
+    threads[0].start()
+    assert engine.llm.entered.wait(10)
+    threads += [threading.Thread(target=call, args=(prompt,)) for prompt in prompts[1:]]
+    for queued, t in enumerate(threads[1:], start=1):
+        t.start()
+        deadline = time.monotonic() + 10
+        while engine.queue.qsize() < queued and prompts[queued] not in results and time.monotonic() < deadline:  # queued in this order
+            time.sleep(0.001)
+    assert engine.queue.qsize() == len(prompts) - 1, results
+    engine.llm.gate.set()
+    for t in threads:
+        t.join(10)
+    assert len(results) == len(prompts)
+    return results, engine.llm.calls
+
+
+@pytest.mark.parametrize("version", sorted(SYMBOLS, key=Version))
+def test_class_mode_batches_concurrent_requests(version, tmp_path, monkeypatch):
+    """N concurrent complete() calls: fewer chat calls than N, the waiting ones in one call, each caller its own output."""
+    module, engine = concurrent_engine(version, 32, tmp_path, monkeypatch)
+    assert module.CHAT_BATCH_MAX == 32 and SYMBOLS[version]["LLM"]["chat"]["batch"]
+    prompts = [f"prompt {i}" for i in range(12)]
+    results, calls = complete_concurrently(engine, prompts)
+    assert calls == [prompts[:1], prompts[1:]]  # one chat call for the 11 that waited, in the order they came
+    for prompt in prompts:
+        assert json.loads(results[prompt]["text"]) == {"ok": True, "prompt": prompt}
+
+
+def test_class_mode_batch_is_capped_at_max_inputs(tmp_path, monkeypatch):
+    module, engine = concurrent_engine("0.20.0", 4, tmp_path, monkeypatch)
+    prompts = [f"prompt {i}" for i in range(10)]
+    results, calls = complete_concurrently(engine, prompts)
+    assert [len(c) for c in calls] == [1, 4, 4, 1] and sum(calls, []) == prompts
+    assert all(json.loads(results[p]["text"])["prompt"] == p for p in prompts)
+
+
+@pytest.mark.parametrize("version", ["0.9.2", "0.20.0", "0.33.0"])
+def test_a_rejected_request_fails_alone(version, tmp_path, monkeypatch):
+    """vLLM raises ValueError for the whole call: the batch is retried one by one, only the bad request gets it."""
+    module, engine = concurrent_engine(version, 32, tmp_path, monkeypatch)
+    prompts = ["prompt 0", "prompt 1", REJECTED, "prompt 3"]
+    results, calls = complete_concurrently(engine, prompts)
+    assert calls == [["prompt 0"], prompts[1:], ["prompt 1"], [REJECTED], ["prompt 3"]]
+    assert isinstance(results[REJECTED], ValueError)
+    for prompt in ("prompt 0", "prompt 1", "prompt 3"):
+        assert json.loads(results[prompt]["text"])["prompt"] == prompt
+    status, body = module.respond(engine, {"prompt": REJECTED})  # alone, through the app's one implementation: 422
+    assert status == 422 and "cannot compile" in body["error"]
+
+
+def test_an_engine_error_reaches_every_request_of_its_batch(tmp_path, monkeypatch):
+    module, engine = concurrent_engine("0.20.0", 32, tmp_path, monkeypatch)
+    real = type(engine.llm).chat
+
+    def broken(self, messages, *args, **kwargs):
+        out = real(self, messages, *args, **kwargs)
+        if isinstance(messages[0], list):
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return out
+
+    monkeypatch.setattr(type(engine.llm), "chat", broken)
+    prompts = [f"prompt {i}" for i in range(5)]
+    results, calls = complete_concurrently(engine, prompts)
+    assert calls == [prompts[:1], prompts[1:]]  # no retry: not a request's fault
+    assert json.loads(results["prompt 0"]["text"])["prompt"] == "prompt 0"
+    assert all(isinstance(results[p], RuntimeError) for p in prompts[1:])
+    assert json.loads(engine.complete("after", None, 16, 0.0)["text"])["prompt"] == "after"  # the engine thread carries on
+
+
+def test_one_input_at_a_time_calls_chat_per_request(tmp_path, monkeypatch):
+    """serving.max_inputs = 1: no engine thread, one chat call with one conversation per request, as before."""
+    engine_threads = lambda: sum(t.name == "kit-engine" for t in threading.enumerate())  # noqa: E731
+    before = engine_threads()
+    module, engine = concurrent_engine("0.20.0", 1, tmp_path, monkeypatch)
+    assert module.CHAT_BATCH_MAX == 1 and engine_threads() == before
+    engine.complete("a", None, 16, 0.0)
+    engine.complete("b", {"type": "object"}, 16, 0.0)
+    assert engine.llm.calls == [["a"], ["b"]]
+    assert module.respond(engine, {"prompt": REJECTED})[0] == 422
+
+
+def test_api_rows_batch_only_where_the_recording_says_chat_takes_lists():
+    """[[api]] chat_batch is true only where every recorded release in the row's range takes lists in LLM.chat."""
+    for row in api_table():
+        if row["engine"] != "vllm":
+            continue
+        covered = [v for v in SYMBOLS if SpecifierSet(row["versions"]).contains(Version(v))]
+        assert covered, row["versions"]
+        if row.get("chat_batch", False):
+            assert all(SYMBOLS[v]["LLM"]["chat"]["batch"] for v in covered), row["versions"]
+
+
+def test_chat_batch_symbols_match_the_source():
+    """Spot checks: messages takes a list of conversations and sampling_params a list, 0.8.4 (list[...]) to 0.33.0 (Sequence[...])."""
+    assert SYMBOLS["0.8.4"]["LLM"]["chat"]["messages"] == "Union[list[ChatCompletionMessageParam], list[list[ChatCompletionMessageParam]]]"
+    assert SYMBOLS["0.8.4"]["LLM"]["chat"]["sampling_params"] == "Optional[Union[SamplingParams, list[SamplingParams]]]"
+    assert SYMBOLS["0.33.0"]["LLM"]["chat"]["messages"] == "list[ChatCompletionMessageParam] | Sequence[list[ChatCompletionMessageParam]]"
+    assert SYMBOLS["0.33.0"]["LLM"]["chat"]["sampling_params"] == "SamplingParams | Sequence[SamplingParams] | None"
+    assert all(r["LLM"]["chat"]["params"][:3] == ["messages", "sampling_params", "use_tqdm"] for r in SYMBOLS.values())
+
+
+def test_a_release_without_list_chat_is_not_batched(tmp_path, monkeypatch):
+    """The check has teeth: a batched call against a chat recorded as taking one conversation fails."""
+    release = json.loads(json.dumps(SYMBOLS["0.20.0"]))
+    release["LLM"]["chat"]["batch"] = False
+    module, engine = concurrent_engine("0.20.0", 32, tmp_path, monkeypatch)
+    for name, mod in fake_vllm(release).items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    engine.llm = module.Engine().llm  # the stand-in of the altered release
+    results, _ = complete_concurrently(engine, ["x", "y", "z"])
+    assert isinstance(results["y"], TypeError) and isinstance(results["z"], TypeError)
 
 
 # -- the attention backend -------------------------------------------------------------------------

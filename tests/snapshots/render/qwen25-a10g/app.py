@@ -80,6 +80,11 @@ def default_schema():
     return json.loads((_HERE / "schema.json").read_text())
 
 
+# At most this many concurrent requests go to vLLM as one LLM.chat call: serving.max_inputs, where this
+# vllm's chat takes a list of conversations with a list of SamplingParams ([[api]] chat_batch); 1: one call per request.
+CHAT_BATCH_MAX = 1
+
+
 def load_engine():
     """The engine, loaded once per container (called from @modal.enter)."""
     return Engine()
@@ -90,13 +95,19 @@ class Engine:
     the API of vllm >=0.8.4,<0.11.0 (kit/data/rules/structured_output.toml)."""
 
     def __init__(self):
+        import queue
         import threading
 
         from vllm import LLM
 
         self.llm = LLM(**ENGINE_KWARGS)
-        # LLM is not thread-safe; concurrent inputs of this container take turns (openai mode batches).
+        # LLM is not thread-safe. With CHAT_BATCH_MAX > 1 one engine thread owns it: complete() queues its
+        # request and waits, and the thread runs the requests waiting at that moment as one batch (one chat
+        # call). With 1, concurrent inputs of this container take turns.
         self.lock = threading.Lock()
+        self.queue = queue.SimpleQueue()
+        if CHAT_BATCH_MAX > 1:
+            threading.Thread(target=self._serve, name="kit-engine", daemon=True).start()
 
     def complete(self, prompt: str, schema, max_tokens: int, temperature: float) -> dict:
         from vllm import SamplingParams
@@ -107,8 +118,16 @@ class Engine:
             temperature=temperature,
             guided_decoding=GuidedDecodingParams(json=schema) if schema is not None else None,
         )
-        with self.lock:
-            out = self.llm.chat([{"role": "user", "content": prompt}], params, use_tqdm=False)[0]
+        conversation = [{"role": "user", "content": prompt}]
+        if CHAT_BATCH_MAX > 1:
+            from concurrent.futures import Future
+
+            future = Future()
+            self.queue.put((conversation, params, future))
+            out = future.result()  # this request's output, or its error
+        else:
+            with self.lock:
+                out = self._one(conversation, params)
         choice = out.outputs[0]
         return {
             "text": choice.text,
@@ -116,6 +135,52 @@ class Engine:
             "prompt_tokens": len(out.prompt_token_ids or []),
             "completion_tokens": len(choice.token_ids),
         }
+
+    def _one(self, conversation, params):
+        # chat returns its outputs sorted by request id: this request's is the last (vllm < 0.11.2 leaves the
+        # requests a failed batch had already added in the engine, and the next call returns them first).
+        return self.llm.chat(conversation, params, use_tqdm=False)[-1]
+
+    def _serve(self) -> None:
+        """The engine thread: wait for a request, take the others already waiting (up to CHAT_BATCH_MAX), run them."""
+        import queue
+
+        while True:
+            batch = [self.queue.get()]
+            while len(batch) < CHAT_BATCH_MAX:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._run(batch)
+
+    def _run(self, batch: list) -> None:
+        """One chat call for the batch; each future gets its own output. A ValueError (e.g. a schema the backend
+        rejects) fails the whole call: the requests are then run one by one, so that only the bad one gets it."""
+        futures = [future for _, _, future in batch]
+        try:
+            if len(batch) == 1:
+                outs = [self._one(batch[0][0], batch[0][1])]
+            else:
+                outs = self.llm.chat([c for c, _, _ in batch], [p for _, p, _ in batch], use_tqdm=False)[-len(batch):]
+                if len(outs) != len(batch):
+                    raise RuntimeError(f"vLLM returned {len(outs)} outputs for {len(batch)} requests")
+        except ValueError as exc:
+            if len(batch) == 1:
+                futures[0].set_exception(exc)
+                return
+            for conversation, params, future in batch:
+                try:
+                    future.set_result(self._one(conversation, params))
+                except BaseException as one_exc:  # noqa: BLE001 - it is this request's answer
+                    future.set_exception(one_exc)
+            return
+        except BaseException as exc:  # noqa: BLE001 - every caller of the batch gets it; the thread carries on
+            for future in futures:
+                future.set_exception(exc)
+            return
+        for future, out in zip(futures, outs, strict=True):
+            future.set_result(out)
 
 
 class RequestError(Exception):
