@@ -133,7 +133,7 @@ class ProfileDiff:
     files: list[str] = field(default_factory=list)  # files the profile reads (schemas) whose text changed
     cost_before: Cost | None = None
     cost_after: Cost | None = None
-    headroom_before: int | None = None  # bytes; see kit.check.MemoryFit.headroom
+    headroom_before: int | None = None  # bytes; see kit.memory.MemoryFit.headroom
     headroom_after: int | None = None
     introduced: list[Finding] = field(default_factory=list)
     fixed: list[Finding] = field(default_factory=list)
@@ -377,7 +377,7 @@ class LocalBench:
 
 
 def _headroom(loaded: LoadedProfile) -> int | None:
-    from kit.check import memory_fit
+    from kit.memory import memory_fit
 
     fit = memory_fit(loaded)
     return None if fit is None else fit.headroom

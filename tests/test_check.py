@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from kit.check import check, memory_fit
+from kit.check import check
 from kit.load import load
+from kit.memory import memory_fit
 
 from .conftest import BASE_PROFILE, PROFILES, REPO, run_kit
 

@@ -8,9 +8,10 @@ import sqlite3
 import pytest
 
 from kit import deploylock
-from kit import history as kh
+from kit import history_db as kh
 from kit.errors import OperationError
-from kit.history import MIGRATIONS, BenchRun, History, HistoryError, Revision, now
+from kit.history import BenchRun, History, HistoryError, Revision, now
+from kit.history_db import MIGRATIONS
 
 
 def revision(app: str = "app", bundle: str = "a" * 64, **kw) -> Revision:
