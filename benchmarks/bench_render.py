@@ -8,32 +8,13 @@ Writes benchmarks/results-render.md. Bundles go to a temporary directory.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from timing import ROOT, Row, cold, write_results
+
 PROFILE = "profiles/qwen25-a10g.toml"
-
-
-def cold(runs: int, out: str) -> list[float]:
-    cmd = [sys.executable, "-m", "kit", "render", PROFILE, "-o", out]
-    # As installed: kit's modules byte-compiled once, like pip does at install. (This machine sets
-    # PYTHONDONTWRITEBYTECODE=1, which would make every run recompile kit's editable sources.)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"NO_COLOR": "1"}
-    subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, check=True)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, check=True)
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def warm(runs: int) -> list[float]:
@@ -56,23 +37,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cases = {"python -m kit render (cold process)": cold(args.runs, tmp), "render() in a warm process": warm(args.runs)}
-    rows = []
-    for name, t in cases.items():
-        t = sorted(t)
-        rows.append((name, statistics.median(t) * 1000, t[int(len(t) * 0.9) - 1] * 1000, t[0] * 1000))
-        print(f"{name:<38} median {rows[-1][1]:7.1f} ms   p90 {rows[-1][2]:7.1f} ms   min {rows[-1][3]:7.1f} ms")
-    lines = [
-        "# kit render: wall time",
-        "",
-        f"{date.today().isoformat()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {args.runs} runs each, {PROFILE}.",
-        "Produced by `python benchmarks/bench_render.py`.",
-        "",
-        "| case | median ms | p90 ms | min ms |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    lines += [f"| {n} | {m:.1f} | {p:.1f} | {lo:.1f} |" for n, m, p, lo in rows]
-    (ROOT / "benchmarks" / "results-render.md").write_text("\n".join(lines) + "\n")
+        rows = [
+            Row.of("python -m kit render (cold process)", cold([sys.executable, "-m", "kit", "render", PROFILE, "-o", tmp], args.runs, ok=(0,))),
+            Row.of("render() in a warm process", warm(args.runs)),
+        ]
+    write_results("results-render.md", "kit render: wall time", [f"Produced by `python benchmarks/bench_render.py` on {PROFILE}."], rows)
 
 
 if __name__ == "__main__":
