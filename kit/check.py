@@ -422,7 +422,7 @@ class _Computed:
             self.emit("gpu-memory-weights", **values)
             return
         if not fit.kv_fits:
-            values["bigger"] = self._bigger_gpu(fit.weights, fit.kv_needed, fit.tp, fit.overhead, fit.util)
+            values["bigger"] = self._bigger_gpu()
             self.emit(
                 "gpu-memory-kv-cache",
                 keys=["model.max_model_len", "gpu.type"],
@@ -435,13 +435,13 @@ class _Computed:
         if fit.max_len > arch.max_position_embeddings:
             self.emit("model-len-exceeds-context", tokens=str(fit.max_len), context=str(arch.max_position_embeddings))
 
-    def _bigger_gpu(self, weights: int, need: int, tp: int, overhead: int, util: float) -> str:
+    def _bigger_gpu(self) -> str:
         """The cheapest GPU type (same count) on which weights and one full-length sequence fit."""
-        fitting = [
-            g
-            for g in catalog.gpus().entries
-            if self.p.gpu.count <= g.max_count and (g.memory_bytes * util - overhead - weights / tp) * tp >= need
-        ]
+        fitting = []
+        for g in catalog.gpus().entries:
+            fit = memory_fit(self.loaded, g) if self.p.gpu.count <= g.max_count else None
+            if fit is not None and fit.weights_fit and fit.kv_fits:
+                fitting.append(g)
         if not fitting:
             return "a larger tensor-parallel setup (gpu.count)"
         best = min(fitting, key=lambda g: g.price_per_hour_usd)

@@ -65,11 +65,12 @@ def _weight_bytes(loaded: LoadedProfile, arch: Any) -> int:
     return weights
 
 
-def memory_fit(loaded: LoadedProfile) -> MemoryFit | None:
-    """Weights and KV cache against GPU memory; None when the model or GPU is unknown to the catalogs."""
+def memory_fit(loaded: LoadedProfile, gpu: catalog.GpuSpec | None = None) -> MemoryFit | None:
+    """Weights and KV cache against GPU memory (the profile's GPU type, or `gpu` in its place, same
+    count); None when the model or GPU is unknown to the catalogs."""
     p = loaded.profile
     arch = p.model.architecture or catalog.find_model(p.model.id)
-    gpu = catalog.gpus().find(p.gpu.type)
+    gpu = gpu or catalog.gpus().find(p.gpu.type)
     if arch is None or gpu is None:
         return None
     tp = p.tensor_parallel_size
