@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from kit.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, KitError, UsageError
 
@@ -17,7 +17,21 @@ Exit codes: 0 clean; 1 findings of severity error (warnings too with --strict), 
 that failed; 2 bad input or usage (a profile that does not parse or validate, a missing file).
 """
 
+class _KitGroup(TyperGroup):
+    """The one place a KitError becomes a message and an exit code, for every command."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except KitError as exc:
+            from kit.output import print_error
+
+            print_error(exc)
+            ctx.exit(exc.exit_code)
+
+
 app = typer.Typer(
+    cls=_KitGroup,
     name="kit",
     help="Known-good LLM inference stacks on Modal: validated profiles, lockfiles, rendered apps, deploys.\n\n" + EXIT_CODES,
     no_args_is_help=True,
@@ -37,13 +51,6 @@ ProfilesArg = Annotated[
     Optional[list[Path]],
     typer.Argument(metavar="PROFILE", help="Profile files; default: every profiles/*.toml under the current directory.", show_default=False),
 ]
-
-
-def _fail(exc: KitError) -> None:
-    from kit.output import print_error
-
-    print_error(exc)
-    raise typer.Exit(exc.exit_code)
 
 
 def _profiles(paths: list[Path] | None) -> list[Path]:
@@ -66,10 +73,7 @@ def check(
     from kit.check import check as run_check
     from kit.load import load
 
-    try:
-        paths = _profiles(profiles)
-    except KitError as exc:
-        _fail(exc)
+    paths = _profiles(profiles)
     reports, bad = [], []
     for path in paths:
         try:
@@ -99,11 +103,8 @@ def lock(
     from kit.load import load
 
     if check_only and (upgrade_package or upgrade):
-        _fail(UsageError("--check only reads lockfiles; it cannot be combined with --upgrade or --upgrade-package"))
-    try:
-        paths = _profiles(profiles)
-    except KitError as exc:
-        _fail(exc)
+        raise UsageError("--check only reads lockfiles; it cannot be combined with --upgrade or --upgrade-package")
+    paths = _profiles(profiles)
     if check_only:
         from kit.lockfile import status
 
@@ -168,10 +169,7 @@ def rules(
     from kit import output
     from kit.rules import all_rules
 
-    try:
-        output.print_rules(list(all_rules()), format.value)
-    except KitError as exc:
-        _fail(exc)
+    output.print_rules(list(all_rules()), format.value)
 
 
 @app.command()
@@ -186,11 +184,8 @@ def render(
     from kit.load import load
     from kit.render import default_out_dir, render as render_bundle, write
 
-    try:
-        loaded = load(profile)
-        bundle = render_bundle(loaded)
-    except KitError as exc:
-        _fail(exc)
+    loaded = load(profile)
+    bundle = render_bundle(loaded)
     target = out if out is not None else default_out_dir(loaded)
     write(bundle, target)
     if bundle.manifest["lock_hash"] is None:
@@ -288,10 +283,7 @@ def fmt(
 
     from kit.fmt import format_file
 
-    try:
-        paths = _profiles(profiles)
-    except KitError as exc:
-        _fail(exc)
+    paths = _profiles(profiles)
     check = check or show_diff
     changed, bad = [], []
     for path in paths:
@@ -395,36 +387,33 @@ def deploy(
     from kit.errors import OperationError, UsageError
     from kit.load import load
 
-    try:
-        interactive = sys.stdin.isatty()
-        history = None
-        if not dry_run:
-            # Both before any work that takes time: a deploy that cannot happen says so at once.
-            from kit.target import get_target
+    interactive = sys.stdin.isatty()
+    history = None
+    if not dry_run:
+        # Both before any work that takes time: a deploy that cannot happen says so at once.
+        from kit.target import get_target
 
-            require_credentials(get_target())
-            if not yes and not interactive:
-                raise UsageError("no terminal to confirm the deploy on", fix="pass --yes to deploy without a question (CI), or --dry-run to only see the plan")
-        loaded = load(profile)
-        prep = prepare(loaded)
-        history = _history(readonly=dry_run)
-        plan = make_plan(prep, history)
-        if format is TextOrJson.json:
-            view.print_plan_json(plan)
-        else:
-            view.print_plan(plan, dry_run=dry_run)
-        if dry_run:
-            raise typer.Exit(EXIT_FINDINGS if plan.blockers else EXIT_OK)
-        if plan.blockers:
-            raise OperationError(f"{len(plan.blockers)} blocker(s) stop this deploy (listed above); nothing was deployed", fix="fix them, then run `kit deploy` again")
-        if not yes and not typer.confirm(f"Deploy {loaded.display} to {plan.app}?", default=False):
-            sys.stderr.write("not deployed\n")
-            raise typer.Exit(EXIT_OK)
-        outcome = run_deploy(prep, _context(history), atomic=(not interactive) if atomic is None else atomic, break_lock=break_lock)
-        view.print_outcome(outcome)
-        raise typer.Exit(EXIT_OK if outcome.ok else EXIT_FINDINGS)
-    except KitError as exc:
-        _fail(exc)
+        require_credentials(get_target())
+        if not yes and not interactive:
+            raise UsageError("no terminal to confirm the deploy on", fix="pass --yes to deploy without a question (CI), or --dry-run to only see the plan")
+    loaded = load(profile)
+    prep = prepare(loaded)
+    history = _history(readonly=dry_run)
+    plan = make_plan(prep, history)
+    if format is TextOrJson.json:
+        view.print_plan_json(plan)
+    else:
+        view.print_plan(plan, dry_run=dry_run)
+    if dry_run:
+        raise typer.Exit(EXIT_FINDINGS if plan.blockers else EXIT_OK)
+    if plan.blockers:
+        raise OperationError(f"{len(plan.blockers)} blocker(s) stop this deploy (listed above); nothing was deployed", fix="fix them, then run `kit deploy` again")
+    if not yes and not typer.confirm(f"Deploy {loaded.display} to {plan.app}?", default=False):
+        sys.stderr.write("not deployed\n")
+        raise typer.Exit(EXIT_OK)
+    outcome = run_deploy(prep, _context(history), atomic=(not interactive) if atomic is None else atomic, break_lock=break_lock)
+    view.print_outcome(outcome)
+    raise typer.Exit(EXIT_OK if outcome.ok else EXIT_FINDINGS)
 
 
 @app.command()
@@ -436,16 +425,13 @@ def history(
     """List the revisions kit deployed: status, who, when, bundle, Modal version, smoke result, latest bench figures."""
     from kit import deploy_view as view
 
-    try:
-        hist = _history(readonly=True)
-        app_filter = _app_name(app_name, hist) if app_name else None
-        if bench:
-            view.print_bench_runs(hist.bench_runs(app_filter) if hist is not None else [], format.value)
-        else:
-            revs = hist.revisions(app_filter) if hist is not None else []
-            view.print_history(revs, format.value, bench=hist.latest_bench(app_filter) if hist is not None else {})
-    except KitError as exc:
-        _fail(exc)
+    hist = _history(readonly=True)
+    app_filter = _app_name(app_name, hist) if app_name else None
+    if bench:
+        view.print_bench_runs(hist.bench_runs(app_filter) if hist is not None else [], format.value)
+    else:
+        revs = hist.revisions(app_filter) if hist is not None else []
+        view.print_history(revs, format.value, bench=hist.latest_bench(app_filter) if hist is not None else {})
 
 
 @app.command()
@@ -459,18 +445,15 @@ def status(
     from kit.settings import Settings
     from kit.target import get_target
 
-    try:
-        hist = _history(readonly=True)
-        if hist is None:
-            from kit.errors import UsageError
+    hist = _history(readonly=True)
+    if hist is None:
+        from kit.errors import UsageError
 
-            raise UsageError(f"kit has no deploy history yet ({Settings().state_dir / 'history.db'})", fix="deploy with `kit deploy PROFILE`, or set KIT_STATE_DIR to where the history is")
-        apps = [_app_name(app_name, hist)] if app_name else hist.apps()
-        statuses = [app_status(a, hist, get_target(), Settings().modal_timeout_s) for a in apps]
-        view.print_status(statuses, format.value)
-        raise typer.Exit(EXIT_FINDINGS if any(s.drift for s in statuses) else EXIT_OK)
-    except KitError as exc:
-        _fail(exc)
+        raise UsageError(f"kit has no deploy history yet ({Settings().state_dir / 'history.db'})", fix="deploy with `kit deploy PROFILE`, or set KIT_STATE_DIR to where the history is")
+    apps = [_app_name(app_name, hist)] if app_name else hist.apps()
+    statuses = [app_status(a, hist, get_target(), Settings().modal_timeout_s) for a in apps]
+    view.print_status(statuses, format.value)
+    raise typer.Exit(EXIT_FINDINGS if any(s.drift for s in statuses) else EXIT_OK)
 
 
 @app.command()
@@ -485,15 +468,12 @@ def rollback(
     from kit.deploy import rollback as run_rollback
     from kit.target import get_target
 
-    try:
-        number = _rev_number(to)
-        require_credentials(get_target())
-        hist = _history(readonly=False)
-        outcome = run_rollback(_app_name(app_name, hist), _context(hist), to=number, break_lock=break_lock)
-        view.print_outcome(outcome)
-        raise typer.Exit(EXIT_OK if outcome.ok else EXIT_FINDINGS)
-    except KitError as exc:
-        _fail(exc)
+    number = _rev_number(to)
+    require_credentials(get_target())
+    hist = _history(readonly=False)
+    outcome = run_rollback(_app_name(app_name, hist), _context(hist), to=number, break_lock=break_lock)
+    view.print_outcome(outcome)
+    raise typer.Exit(EXIT_OK if outcome.ok else EXIT_FINDINGS)
 
 
 # --- bench (kit/bench.py) ------------------------------------------------------------------------
@@ -527,49 +507,46 @@ def bench(
     try:
         levels = tuple(int(v) for v in concurrency.split(",") if v.strip())
     except ValueError:
-        _fail(UsageError(f"--concurrency {concurrency!r} is not a list of numbers", fix="write e.g. --concurrency 1,4,16,32"))
+        raise UsageError(f"--concurrency {concurrency!r} is not a list of numbers", fix="write e.g. --concurrency 1,4,16,32")
     revision = None  # (app, number) when the target is a kit deployment: the results are stored with it
-    try:
-        url, app_name, number = b.split_target(target)
-        work = b.Workload()
-        if url is not None:
-            ep = b.Endpoint(base_url=url, protocol="openai" if openai else "kit", model=model)
-        else:
-            hist = _history(readonly=True)
-            try:
-                rev = (hist.get(app_name, number) if number is not None else hist.current(app_name)) if hist is not None else None
-            finally:
-                if hist is not None:
-                    hist.close()  # not held during the sweep: the run is stored through a new, writable open
-            if rev is None:
-                which = f"r{number}" if number is not None else "a deployed revision"
-                raise UsageError(f"kit's history has no {which} of {app_name!r}", fix="see `kit history`, or pass the endpoint's URL")
-            revision = (rev.app, rev.number)
-            ep = b.endpoint_from_revision(rev)
-            ep.model = model or ep.model
-            work = b.workload_from_profile(rev.profile, rev.profile_texts)
-        if profile is not None:
-            from kit.load import load
+    url, app_name, number = b.split_target(target)
+    work = b.Workload()
+    if url is not None:
+        ep = b.Endpoint(base_url=url, protocol="openai" if openai else "kit", model=model)
+    else:
+        hist = _history(readonly=True)
+        try:
+            rev = (hist.get(app_name, number) if number is not None else hist.current(app_name)) if hist is not None else None
+        finally:
+            if hist is not None:
+                hist.close()  # not held during the sweep: the run is stored through a new, writable open
+        if rev is None:
+            which = f"r{number}" if number is not None else "a deployed revision"
+            raise UsageError(f"kit's history has no {which} of {app_name!r}", fix="see `kit history`, or pass the endpoint's URL")
+        revision = (rev.app, rev.number)
+        ep = b.endpoint_from_revision(rev)
+        ep.model = model or ep.model
+        work = b.workload_from_profile(rev.profile, rev.profile_texts)
+    if profile is not None:
+        from kit.load import load
 
-            loaded = load(profile)
-            work = b.workload_from_profile(loaded.profile.model_dump(mode="json", by_alias=True), loaded.texts)
-            ep.gpu = ep.gpu or loaded.profile.gpu.type
-            ep.gpu_count = loaded.profile.gpu.count if gpu_count is None else ep.gpu_count
-        if prompt is not None:
-            work.prompt = prompt
-        if schema is not None:
-            try:
-                work.schema = json.loads(schema.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise UsageError(f"cannot read the schema {schema}: {exc}", key="--schema", fix="pass a JSON schema file") from None
-        work.max_tokens = max_tokens or work.max_tokens
-        work.temperature = temperature
-        ep.gpu = gpu or ep.gpu
-        ep.gpu_count = gpu_count or ep.gpu_count
-        price = b.gpu_price(ep.gpu)
-        report = _run_bench(b, ep, work, levels, requests, timeout, warmup_timeout, warmup, price, show=format == TextOrJson.text)
-    except KitError as exc:
-        _fail(exc)
+        loaded = load(profile)
+        work = b.workload_from_profile(loaded.profile.model_dump(mode="json", by_alias=True), loaded.texts)
+        ep.gpu = ep.gpu or loaded.profile.gpu.type
+        ep.gpu_count = loaded.profile.gpu.count if gpu_count is None else ep.gpu_count
+    if prompt is not None:
+        work.prompt = prompt
+    if schema is not None:
+        try:
+            work.schema = json.loads(schema.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read the schema {schema}: {exc}", key="--schema", fix="pass a JSON schema file") from None
+    work.max_tokens = max_tokens or work.max_tokens
+    work.temperature = temperature
+    ep.gpu = gpu or ep.gpu
+    ep.gpu_count = gpu_count or ep.gpu_count
+    price = b.gpu_price(ep.gpu)
+    report = _run_bench(b, ep, work, levels, requests, timeout, warmup_timeout, warmup, price, show=format == TextOrJson.text)
     if format == TextOrJson.text:
         sys.stdout.write(b.format_text(report))  # first: whatever happens to the history, the figures are out
         sys.stdout.flush()
@@ -579,7 +556,7 @@ def bench(
         output.write_text(data + "\n", encoding="utf-8")
     sys.stdout.write(data + "\n" if format == TextOrJson.json else f"\n{stored['note']}\n")
     if store_error is not None:
-        _fail(store_error)
+        raise store_error
     raise typer.Exit(EXIT_FINDINGS if report.errors else EXIT_OK)
 
 
@@ -630,11 +607,6 @@ def _run_bench(b, ep, work, levels, requests, timeout, warmup_timeout, warmup, p
 def main() -> None:
     try:
         app()
-    except KitError as exc:  # anything a command did not catch itself
-        from kit.output import print_error
-
-        print_error(exc)
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
