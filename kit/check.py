@@ -17,6 +17,7 @@ from typing import Any
 
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -141,12 +142,14 @@ def facts_for(loaded: LoadedProfile, closure: Closure | None = None) -> Facts:
         image_nvcc=img["nvcc"],
         image_slim=img["slim"],
         image_glibc=img["glibc"],
+        image_known=img["known"],
         apt=frozenset(p.image.apt_packages),
         env=dict(p.image.env),
         gpu_cc=gpu.compute_capability if gpu else None,
         serving_mode=p.serving.mode,
         uses_fields=frozenset(used),
         python=Version(p.image.python),
+        extra_index=bool(p.image.extra_index_urls),
         placeholders={"gpu": gpu.name if gpu else p.gpu.type, "image": p.image.base, "python": p.image.python, "model": p.model.id},
     )
 
@@ -199,6 +202,32 @@ def _apply_allows(loaded: LoadedProfile, findings: list[Finding]) -> None:
             )
 
 
+def _marker_env(python: str) -> dict[str, str]:
+    """PEP 508 marker values of the image: Linux x86_64 CPython `python`."""
+    env = dict(default_environment())
+    env.update(
+        python_version=python,
+        python_full_version=f"{python}.0",
+        sys_platform="linux",
+        platform_system="Linux",
+        platform_machine="x86_64",
+        os_name="posix",
+        implementation_name="cpython",
+        platform_python_implementation="CPython",
+    )
+    return env
+
+
+def _requires_python(package: str, version: str) -> str | None:
+    try:
+        from kit.knowledge import query
+    except ImportError:
+        entry = recorded_metadata().get(f"{canonicalize_name(package)}=={version}") or {}
+        return entry.get("requires_python")
+    rel = query.release(package, version)
+    return rel.requires_python if rel else None
+
+
 def _round_down(n: float) -> int:
     """A friendly bound: two significant figures, rounded down (42,052 -> 42,000)."""
     if n < 100:
@@ -236,6 +265,7 @@ class _Computed:
 
     def run(self) -> list[Finding]:
         self.engine_package()
+        self.transformers_unpinned()
         self.attention_backend()
         self.pins_against_metadata()
         self.built_from_source()
@@ -252,6 +282,57 @@ class _Computed:
         pkg = ENGINE_PACKAGE[self.p.engine.name]
         if pkg not in self.p.packages:
             self.emit("engine-not-pinned", keys=["packages", "engine.name"], package=pkg)
+
+    # The transformers windows of data/rules/versions.toml, applied to the release a fresh resolve picks.
+    TRANSFORMERS_RULES = ("vllm-transformers-aimv2", "vllm-transformers-v5-tokenizer", "vllm-transformers-v5-forced")
+
+    def transformers_unpinned(self) -> None:
+        """vLLM with transformers unpinned and no lock: resolve transformers from the releases' own metadata."""
+        from kit import release_facts
+        from kit.rules import evaluate
+
+        vllm = self.p.version("vllm")
+        if self.p.engine.name != "vllm" or vllm is None or "transformers" in self.facts.packages:
+            return
+        window = [self.rules[r] for r in self.TRANSFORMERS_RULES]
+        if not any(SpecifierSet(r.when["packages"]["vllm"]).contains(vllm, prereleases=True) for r in window):
+            return
+        env = _marker_env(self.p.image.python)
+        wanted = release_facts.requirements_on("vllm", str(vllm), "transformers", env)
+        hub = self.p.packages.get("huggingface-hub")
+        python = Version(f"{self.p.image.python}.0")
+
+        def accepts(candidate: str) -> bool:
+            if not all(r.specifier.contains(candidate, prereleases=True) for r in wanted or []):
+                return False
+            fact = release_facts.requires_dist("transformers", candidate)
+            if fact is None:
+                return False
+            rp = _requires_python("transformers", candidate)
+            if rp and not SpecifierSet(rp).contains(python):
+                return False
+            if hub is not None:
+                on_hub = release_facts.requirements_on("transformers", candidate, "huggingface-hub", env) or []
+                if not all(r.specifier.contains(hub, prereleases=True) for r in on_hub):
+                    return False
+            return True
+
+        resolved = release_facts.newest_release("transformers", accepts) if wanted is not None else None
+        if resolved is None:
+            self.emit("vllm-transformers-unchecked")
+            return
+        trial = Facts(**{**self.facts.__dict__, "packages": {**self.facts.packages, "transformers": Version(resolved)}})
+        failures = evaluate(trial, tuple(window))
+        if not failures:
+            return
+        self.emit(
+            "vllm-transformers-unpinned",
+            transformers_resolved=resolved,
+            vllm_requires=", ".join(str(r) for r in wanted) or "no transformers bound",
+            hub_clause=f" and huggingface-hub {hub}" if hub else "",
+            failure=failures[0].summary + ". " + failures[0].why,
+            fix_hint=failures[0].fix,
+        )
 
     def attention_backend(self) -> None:
         """engine.attention_backend against the [[attention]] table and the backend names the pinned release defines."""
@@ -277,7 +358,7 @@ class _Computed:
             return
         if (name if row["case_sensitive"] else name.upper()) not in entry["names"]:
             self.emit(
-                "attention-backend-unknown",
+                "attention-backend-unknown" if row["unknown_fails"] else "attention-backend-unknown-ignored",
                 package=pkg,
                 version=version,
                 backend=name,
@@ -375,25 +456,35 @@ class _Computed:
             self.emit("gpu-bf16-unsupported", cc=str(self.gpu.compute_capability), min_cc=str(min_cc))
 
     def quantization(self) -> None:
+        """FP8 weights against the GPU: the least capability is per engine and per release (release_facts)."""
         if not self.gpu:
             return
         quant = (self.p.model.quantization or (self.model.quantization if self.model else "") or "").lower()
         if quant != "fp8":
             return
-        caps = catalog.capabilities()
-        native = Version(str(caps["fp8_w8a8"]["min_compute_capability"]))
-        marlin = Version(str(caps["fp8_marlin_weight_only"]["min_compute_capability"]))
-        block = caps["fp8_block_marlin"]
+        from kit import release_facts
+
+        engine = self.p.engine.name
+        version = self.p.version(ENGINE_PACKAGE[engine])
         cc = self.gpu.compute_capability
-        if cc >= native:
+        native = Version(str(catalog.capabilities()["fp8_w8a8"]["min_compute_capability"]))
+        if cc >= native or version is None:
             return
-        if cc < marlin:
-            self.emit("gpu-fp8-unsupported", cc=str(cc), min_cc=str(marlin))
+        floor = release_facts.fp8_min_capability(engine, version)
+        if floor is None:
+            self.emit("gpu-fp8-unverified", package=engine, version=version, cc=str(cc))
             return
-        vllm = self.facts.packages.get("vllm")
-        min_vllm = Version(str(block["min_vllm"]))
-        is_block = bool(self.model and self.model.fp8_block)
-        if self.p.engine.name == "vllm" and is_block and vllm is not None and vllm < min_vllm:
+        if cc < floor.value:
+            self.emit("gpu-fp8-unsupported", cc=str(cc), min_cc=str(floor.value), package=engine, version=version, fact=floor.source)
+            return
+        # Between the release's floor and native FP8: weight-only paths, which block-wise and MoE FP8 lack.
+        block_or_moe = bool(self.model and (getattr(self.model, "fp8_block", False) or getattr(self.model, "num_experts", 0)))
+        if engine == "sglang":
+            if block_or_moe:
+                self.emit("gpu-fp8-sglang-no-marlin", cc=str(cc), native_cc=str(native))
+            return
+        min_vllm = Version(str(catalog.capabilities()["fp8_block_marlin"]["min_vllm"]))
+        if block_or_moe and version < min_vllm:
             self.emit("gpu-fp8-marlin-too-old", cc=str(cc), min_vllm=str(min_vllm))
         else:
             self.emit("gpu-fp8-weight-only", cc=str(cc), native_cc=str(native))

@@ -1,0 +1,153 @@
+"""Facts about releases that check's computed rules read: from the knowledge store (kit/knowledge)
+when it records the release, else from the hand-kept rows in kit/data, else None ("kit does not know").
+
+Each answer carries its provenance, so a finding can cite the artifact the fact came from. Nothing
+here imports the store at module load: `kit check` pays for a lookup only when a rule asks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from kit import catalog
+
+
+@dataclass(frozen=True)
+class Fact:
+    value: Any
+    source: str
+
+
+def _engine_facts(engine: str, version: str) -> Any:
+    try:
+        from kit.knowledge.engines import engine_facts
+    except ImportError:  # a kit without the derived store
+        return None
+    return engine_facts(engine, version)
+
+
+def _query() -> Any:
+    try:
+        from kit.knowledge import query
+    except ImportError:
+        return None
+    return query
+
+
+def _cc(value: int | str) -> Version:
+    """80 -> 8.0, "8.9" -> 8.9."""
+    if isinstance(value, int):
+        return Version(f"{value // 10}.{value % 10}")
+    return Version(str(value))
+
+
+def fp8_min_capability(engine: str, version: Version) -> Fact | None:
+    """The least compute capability at which `engine` `version` accepts FP8 weights."""
+    facts = _engine_facts(engine, str(version))
+    if facts is not None and "fp8" in (facts.quant_min_capability or {}):
+        return Fact(_cc(facts.quant_min_capability["fp8"]), facts.source_of("quant_min_capability"))
+    for row in catalog.data_file("capabilities.toml").get("fp8_min_capability", []):
+        if row["engine"] == engine and SpecifierSet(row["versions"]).contains(version, prereleases=True):
+            return Fact(_cc(row["min_compute_capability"]), row["source"])
+    return None
+
+
+def requires_dist(package: str, version: str) -> Fact | None:
+    """The Requires-Dist of a release: the knowledge store, else kit/data/metadata.json."""
+    q = _query()
+    rel = q.release(package, version) if q is not None else None
+    if rel is not None and rel.requires_dist is not None:
+        return Fact(rel.requires_dist, rel.metadata_source or f"{package}=={version} (knowledge store)")
+    try:
+        from kit.check import recorded_metadata
+    except ImportError:  # the store replaced kit/data/metadata.json
+        return None
+    entry = recorded_metadata().get(f"{canonicalize_name(package)}=={version}")
+    if entry is not None:
+        return Fact(tuple(entry.get("requires_dist", ())), f"pypi-metadata: {package}=={version} (kit/data/metadata.json)")
+    return None
+
+
+def releases(package: str) -> tuple[str, ...]:
+    q = _query()
+    return q.releases(package) if q is not None else ()
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def requirements_on(package: str, version: str, other: str, env: dict[str, str]) -> list[Requirement] | None:
+    """What `package` `version` requires of `other` (markers evaluated in env), None when unknown."""
+    fact = requires_dist(package, version)
+    if fact is None:
+        return None
+    out = []
+    want = canonicalize_name(other)
+    for raw in fact.value:
+        head = _NAME.match(raw)
+        if head is None or canonicalize_name(head.group(0)) != want:
+            continue
+        try:
+            req = Requirement(raw)
+        except InvalidRequirement:
+            continue
+        if req.marker is None or req.marker.evaluate({**env, "extra": ""}):
+            out.append(req)
+    return out
+
+
+def newest_release(package: str, accepts: Any) -> str | None:
+    """The newest non-prerelease recorded release of package for which accepts(version) holds."""
+    best = None
+    for raw in releases(package):
+        try:
+            v = Version(raw)
+        except InvalidVersion:
+            continue
+        if v.is_prerelease or v.is_devrelease or (best is not None and v <= best):
+            continue
+        if accepts(raw):
+            best = v
+    return str(best) if best is not None else None
+
+
+def torch_archs(version: str) -> Fact | None:
+    q = _query()
+    if q is None:
+        return None
+    archs = q.torch_archs(version)
+    if archs is None:
+        return None
+    return Fact(archs, f"torch=={version} CUDA {q.torch_cuda(version)} (kit/knowledge/store/torch_archs.toml)")
+
+
+def needed_libs(package: str, version: str) -> Fact | None:
+    q = _query()
+    if q is None:
+        return None
+    libs = q.needed_libs(package, version)
+    if libs is None:
+        return None
+    src = q.needed_libs_source(package, version) or {}
+    return Fact(libs, f"{package}=={version} {src.get('file', '')} sha256:{src.get('sha256', '')} (DT_NEEDED)")
+
+
+@cache
+def exact_pin(package: str, version: str, other: str, python: str) -> str | None:
+    """The version `package` `version` pins `other` to with ==, if it does (markers for Linux x86_64 CPython)."""
+    env = {"python_version": python, "python_full_version": f"{python}.0", "sys_platform": "linux", "platform_system": "Linux",
+           "platform_machine": "x86_64", "os_name": "posix", "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+    reqs = requirements_on(package, version, other, env)
+    for req in reqs or []:
+        specs = list(req.specifier)
+        if len(specs) == 1 and specs[0].operator in ("==", "==="):
+            return specs[0].version
+    return None
