@@ -202,32 +202,6 @@ def _apply_allows(loaded: LoadedProfile, findings: list[Finding]) -> None:
             )
 
 
-def _marker_env(python: str) -> dict[str, str]:
-    """PEP 508 marker values of the image: Linux x86_64 CPython `python`."""
-    env = dict(default_environment())
-    env.update(
-        python_version=python,
-        python_full_version=f"{python}.0",
-        sys_platform="linux",
-        platform_system="Linux",
-        platform_machine="x86_64",
-        os_name="posix",
-        implementation_name="cpython",
-        platform_python_implementation="CPython",
-    )
-    return env
-
-
-def _requires_python(package: str, version: str) -> str | None:
-    try:
-        from kit.knowledge import query
-    except ImportError:
-        entry = recorded_metadata().get(f"{canonicalize_name(package)}=={version}") or {}
-        return entry.get("requires_python")
-    rel = query.release(package, version)
-    return rel.requires_python if rel else None
-
-
 def _round_down(n: float) -> int:
     """A friendly bound: two significant figures, rounded down (42,052 -> 42,000)."""
     if n < 100:
@@ -265,7 +239,9 @@ class _Computed:
 
     def run(self) -> list[Finding]:
         self.engine_package()
-        self.transformers_unpinned()
+        from kit import release_rules
+
+        release_rules.run(self)
         self.attention_backend()
         self.pins_against_metadata()
         self.built_from_source()
@@ -282,57 +258,6 @@ class _Computed:
         pkg = ENGINE_PACKAGE[self.p.engine.name]
         if pkg not in self.p.packages:
             self.emit("engine-not-pinned", keys=["packages", "engine.name"], package=pkg)
-
-    # The transformers windows of data/rules/versions.toml, applied to the release a fresh resolve picks.
-    TRANSFORMERS_RULES = ("vllm-transformers-aimv2", "vllm-transformers-v5-tokenizer", "vllm-transformers-v5-forced")
-
-    def transformers_unpinned(self) -> None:
-        """vLLM with transformers unpinned and no lock: resolve transformers from the releases' own metadata."""
-        from kit import release_facts
-        from kit.rules import evaluate
-
-        vllm = self.p.version("vllm")
-        if self.p.engine.name != "vllm" or vllm is None or "transformers" in self.facts.packages:
-            return
-        window = [self.rules[r] for r in self.TRANSFORMERS_RULES]
-        if not any(SpecifierSet(r.when["packages"]["vllm"]).contains(vllm, prereleases=True) for r in window):
-            return
-        env = _marker_env(self.p.image.python)
-        wanted = release_facts.requirements_on("vllm", str(vllm), "transformers", env)
-        hub = self.p.packages.get("huggingface-hub")
-        python = Version(f"{self.p.image.python}.0")
-
-        def accepts(candidate: str) -> bool:
-            if not all(r.specifier.contains(candidate, prereleases=True) for r in wanted or []):
-                return False
-            fact = release_facts.requires_dist("transformers", candidate)
-            if fact is None:
-                return False
-            rp = _requires_python("transformers", candidate)
-            if rp and not SpecifierSet(rp).contains(python):
-                return False
-            if hub is not None:
-                on_hub = release_facts.requirements_on("transformers", candidate, "huggingface-hub", env) or []
-                if not all(r.specifier.contains(hub, prereleases=True) for r in on_hub):
-                    return False
-            return True
-
-        resolved = release_facts.newest_release("transformers", accepts) if wanted is not None else None
-        if resolved is None:
-            self.emit("vllm-transformers-unchecked")
-            return
-        trial = Facts(**{**self.facts.__dict__, "packages": {**self.facts.packages, "transformers": Version(resolved)}})
-        failures = evaluate(trial, tuple(window))
-        if not failures:
-            return
-        self.emit(
-            "vllm-transformers-unpinned",
-            transformers_resolved=resolved,
-            vllm_requires=", ".join(str(r) for r in wanted) or "no transformers bound",
-            hub_clause=f" and huggingface-hub {hub}" if hub else "",
-            failure=failures[0].summary + ". " + failures[0].why,
-            fix_hint=failures[0].fix,
-        )
 
     def attention_backend(self) -> None:
         """engine.attention_backend against the [[attention]] table and the backend names the pinned release defines."""

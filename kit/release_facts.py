@@ -84,24 +84,67 @@ def releases(package: str) -> tuple[str, ...]:
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def requirements_on(package: str, version: str, other: str, env: dict[str, str]) -> list[Requirement] | None:
-    """What `package` `version` requires of `other` (markers evaluated in env), None when unknown."""
+def marker_env(python: str) -> dict[str, str]:
+    """PEP 508 marker values of the image: Linux x86_64 CPython `python`."""
+    from packaging.markers import default_environment
+
+    env = dict(default_environment())
+    env.update(
+        python_version=python,
+        python_full_version=f"{python}.0",
+        sys_platform="linux",
+        platform_system="Linux",
+        platform_machine="x86_64",
+        os_name="posix",
+        implementation_name="cpython",
+        platform_python_implementation="CPython",
+    )
+    return env
+
+
+def requirements(package: str, version: str, env: dict[str, str], extras: tuple[str, ...] = ()) -> list[Requirement] | None:
+    """Every requirement of `package` `version` that applies (markers in env, with `extras` requested)."""
     fact = requires_dist(package, version)
     if fact is None:
         return None
     out = []
-    want = canonicalize_name(other)
     for raw in fact.value:
-        head = _NAME.match(raw)
-        if head is None or canonicalize_name(head.group(0)) != want:
-            continue
         try:
             req = Requirement(raw)
         except InvalidRequirement:
             continue
-        if req.marker is None or req.marker.evaluate({**env, "extra": ""}):
+        if req.marker is None or any(req.marker.evaluate({**env, "extra": e}) for e in ("", *extras)):
             out.append(req)
     return out
+
+
+def requirements_on(package: str, version: str, other: str, env: dict[str, str], extras: tuple[str, ...] = ()) -> list[Requirement] | None:
+    """What `package` `version` requires of `other`, None when kit does not know its metadata."""
+    reqs = requirements(package, version, env, extras)
+    if reqs is None:
+        return None
+    want = canonicalize_name(other)
+    return [r for r in reqs if canonicalize_name(r.name) == want]
+
+
+def requires_python(package: str, version: str) -> str | None:
+    q = _query()
+    rel = q.release(package, version) if q is not None else None
+    if rel is not None:
+        return rel.requires_python
+    try:
+        from kit.check import recorded_metadata
+    except ImportError:
+        return None
+    return (recorded_metadata().get(f"{canonicalize_name(package)}=={version}") or {}).get("requires_python")
+
+
+def exact_version(req: Requirement) -> str | None:
+    """The version an `==` requirement names, else None."""
+    specs = list(req.specifier)
+    if len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version:
+        return specs[0].version
+    return None
 
 
 def newest_release(package: str, accepts: Any) -> str | None:
@@ -138,16 +181,3 @@ def needed_libs(package: str, version: str) -> Fact | None:
         return None
     src = q.needed_libs_source(package, version) or {}
     return Fact(libs, f"{package}=={version} {src.get('file', '')} sha256:{src.get('sha256', '')} (DT_NEEDED)")
-
-
-@cache
-def exact_pin(package: str, version: str, other: str, python: str) -> str | None:
-    """The version `package` `version` pins `other` to with ==, if it does (markers for Linux x86_64 CPython)."""
-    env = {"python_version": python, "python_full_version": f"{python}.0", "sys_platform": "linux", "platform_system": "Linux",
-           "platform_machine": "x86_64", "os_name": "posix", "implementation_name": "cpython", "platform_python_implementation": "CPython"}
-    reqs = requirements_on(package, version, other, env)
-    for req in reqs or []:
-        specs = list(req.specifier)
-        if len(specs) == 1 and specs[0].operator in ("==", "==="):
-            return specs[0].version
-    return None

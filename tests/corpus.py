@@ -33,6 +33,7 @@ class Case:
     error: str = ""
     expect_rule: str = ""
     out_of_scope: str = ""
+    known_gap: str = ""  # in scope, but kit lacks the fact that names the cause: the test expects a miss
     note: str = ""
 
     @property
@@ -86,6 +87,7 @@ def load_cases(directory: Path = CASES) -> list[Case]:
                 error=data.get("error", ""),
                 expect_rule=data.get("expect_rule", ""),
                 out_of_scope=data.get("out_of_scope", ""),
+                known_gap=data.get("known_gap", ""),
                 note=data.get("note", ""),
             )
         )
