@@ -393,14 +393,16 @@ class _Computed:
         version = self.p.version(ENGINE_PACKAGE[engine])
         cc = self.gpu.compute_capability
         native = Version(str(catalog.capabilities()["fp8_w8a8"]["min_compute_capability"]))
-        if cc >= native or version is None:
+        if version is None:
             return
         floor = release_facts.fp8_min_capability(engine, version)
+        if floor is not None and cc < floor.value:  # checked first: vLLM 0.4.1's floor (9.0) is above native FP8
+            self.emit("gpu-fp8-unsupported", cc=str(cc), min_cc=str(floor.value), package=engine, version=version, fact=floor.source)
+            return
+        if cc >= native:
+            return
         if floor is None:
             self.emit("gpu-fp8-unverified", package=engine, version=version, cc=str(cc))
-            return
-        if cc < floor.value:
-            self.emit("gpu-fp8-unsupported", cc=str(cc), min_cc=str(floor.value), package=engine, version=version, fact=floor.source)
             return
         # Between the release's floor and native FP8: weight-only paths, which block-wise and MoE FP8 lack.
         block_or_moe = bool(self.model and (getattr(self.model, "fp8_block", False) or getattr(self.model, "num_experts", 0)))
