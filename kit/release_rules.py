@@ -52,10 +52,14 @@ def _engine(check: Any) -> tuple[str, Version | None]:
 
 
 def installed_version(check: Any, package: str) -> tuple[str, str] | None:
-    """(version, how kit knows) of a package: the profile's pin, else the engine's exact pin of it."""
-    pinned = check.p.packages.get(canonicalize_name(package))
+    """(version, how kit knows) of a package: the profile's pin, the lock's, else the engine's exact pin of it."""
+    name = canonicalize_name(package)
+    pinned = check.p.packages.get(name)
     if pinned is not None:
         return pinned, "pinned in the profile"
+    locked = check.facts.packages.get(name)
+    if locked is not None:
+        return str(locked), "resolved in the lockfile"
     pkg, version = _engine(check)
     if version is None:
         return None
@@ -131,7 +135,7 @@ def kernel_libnuma(check: Any) -> None:
         members = sorted(m for m, needed in libs.value.items() if "libnuma.so.1" in needed)
         if members:
             rule = {"sgl-kernel": "sgl-kernel-libnuma", "sglang-kernel": "sglang-kernel-libnuma"}[kernel]
-            if how != "pinned in the profile":
+            if how not in ("pinned in the profile", "resolved in the lockfile"):
                 rule = "sglang-libnuma-unlocked"
             check.emit(rule, keys=["image.apt_packages", f"packages.{kernel}" if how == "pinned in the profile" else "packages.sglang"],
                        kernel=kernel, kernel_version=version, how=how, members=", ".join(members), fact=libs.source)
@@ -164,9 +168,14 @@ def runs_on(archs: frozenset[str], cc: Version) -> bool:
     return False
 
 
+# Every torch build the store records runs on Ampere/Ada/Hopper (tests/test_boundaries.py checks this
+# against kit/knowledge/store/torch_archs.toml): only other GPUs need the store, which keeps check fast.
+ALWAYS_SUPPORTED = (Version("8.0"), Version("9.0"))
+
+
 def torch_gpu_arch(check: Any) -> None:
     """The torch build the stack installs carries no kernels for the GPU's architecture."""
-    if check.gpu is None:
+    if check.gpu is None or ALWAYS_SUPPORTED[0] <= check.gpu.compute_capability <= ALWAYS_SUPPORTED[1]:
         return
     found = installed_version(check, "torch")
     if found is None:
@@ -199,7 +208,11 @@ def torch_gpu_arch(check: Any) -> None:
 
 
 def transitive_pins(check: Any) -> None:
-    """A pinned package pins another exactly (vllm -> numba==0.61.2) whose own requirement excludes a pin."""
+    """A pinned package pins another exactly (vllm -> numba==0.61.2) whose own requirement excludes a pin.
+
+    Only without a lockfile: a lock is the resolver's own verdict on the whole closure."""
+    if check.facts.closure_checked:
+        return
     pins = {canonicalize_name(k): v for k, v in check.p.packages.items()}
     env = _env(check)
     seen: set[tuple[str, str]] = set()

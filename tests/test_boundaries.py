@@ -226,3 +226,25 @@ def test_early_sglang_without_a_kernel_pin_is_not_an_error(tmp_path):
     # Modal's sgl_vlm example ran sglang[all]==0.1.17 on an A10G
     found = _corpus("modal-sgl-vlm-sglang-0117-a10g", tmp_path)
     assert "error" not in found.values()
+
+
+@needs_store
+def test_every_recorded_torch_build_runs_on_ampere_to_hopper():
+    # the shortcut in kit/release_rules.py torch_gpu_arch rests on this
+    import tomllib
+
+    from kit.knowledge import STORE_DIR
+    from kit.release_rules import runs_on
+
+    builds = tomllib.loads((STORE_DIR / "torch_archs.toml").read_text())["build"]
+    for build in builds:
+        for cc in ("8.0", "8.6", "8.9", "9.0"):
+            assert runs_on(frozenset(build["archs"]), Version(cc)), (build["torch"], build["cuda"], cc)
+
+
+@needs_store
+def test_blackwell_against_torch_builds(tree):
+    # torch 2.8.0 from PyPI is the cu128 build (sm_100 included); its +cu126 variant is not
+    assert "torch-cuda-lacks-gpu-arch" not in _findings(tree, packages={"vllm": "0.10.2", "torch": "2.8.0"}, gpu="B200")
+    found = _findings(tree, packages={"vllm": "0.10.2", "torch": "2.8.0+cu126"}, gpu="B200")
+    assert found.get("torch-cuda-lacks-gpu-arch") == "error"
