@@ -248,3 +248,23 @@ def test_blackwell_against_torch_builds(tree):
     assert "torch-cuda-lacks-gpu-arch" not in _findings(tree, packages={"vllm": "0.10.2", "torch": "2.8.0"}, gpu="B200")
     found = _findings(tree, packages={"vllm": "0.10.2", "torch": "2.8.0+cu126"}, gpu="B200")
     assert found.get("torch-cuda-lacks-gpu-arch") == "error"
+
+
+# -- settings a release stops reading -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hub,ignored", [("0.36.0", False), ("1.0.0", True)])
+def test_hf_transfer_variable_under_hub_1(tree, hub, ignored):
+    text = PROFILE.format(quant="", gpu="H100", image="nvidia/cuda:12.8.0-devel-ubuntu22.04", apt='env = { HF_HUB_ENABLE_HF_TRANSFER = "1" }',
+                          packages=f'vllm = "0.11.2"\nhuggingface-hub = "{hub}"', engine="vllm", engine_extra="")
+    root = tree({"profiles/p.toml": text})
+    found = {f.rule: f.severity for f in check(load(root / "profiles/p.toml")).active()}
+    assert (found.get("hf-transfer-env-ignored") == "warning") is ignored
+
+
+@pytest.mark.parametrize("vllm,ignored", [("0.11.2", False), ("0.12.0", True)])
+def test_vllm_use_v1_after_v0_removal(tree, vllm, ignored):
+    text = PROFILE.format(quant="", gpu="H100", image="nvidia/cuda:12.8.0-devel-ubuntu22.04", apt='env = { VLLM_USE_V1 = "1" }',
+                          packages=f'vllm = "{vllm}"', engine="vllm", engine_extra="")
+    root = tree({"profiles/p.toml": text})
+    assert ("vllm-use-v1-ignored" in {f.rule for f in check(load(root / "profiles/p.toml")).active()}) is ignored

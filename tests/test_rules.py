@@ -15,7 +15,7 @@ from kit.rules import all_rules, api_table, attention_table
 
 from .conftest import BASE_PROFILE
 
-SOURCE = re.compile(r"(https?://|pypi-metadata|package metadata|vllm|sglang|sgl-kernel|transformers|flashinfer|xgrammar|modal|kit design|kit/data|knowledge store|NVIDIA|torch)", re.I)
+SOURCE = re.compile(r"(https?://|pypi-metadata|package metadata|vllm|sglang|sgl-kernel|transformers|flashinfer|xgrammar|modal|kit design|kit/data|knowledge store|sha256:|NVIDIA|torch)", re.I)
 
 
 def test_every_rule_has_why_fix_and_a_source():
