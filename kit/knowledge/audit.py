@@ -100,7 +100,12 @@ def verify(store: Path) -> list[str]:
         floor = doc.get("floor")
         if floor and versions and min(versions) < Version(floor):
             problems.append(f"{path}: a release below the floor {floor}")
+        files_doc = _load(store / "files" / f"{name}.json", problems) or {"releases": {}}
+        if list(files_doc["releases"]) != list(doc["releases"]):
+            problems.append(f"{path}: the releases in files/{name}.json are not the same")
         for version, rel in doc["releases"].items():
+            rel = {**rel, "files": files_doc["releases"].get(version, [])}
+            doc["releases"][version] = rel
             _verify_release(str(path), name, version, rel, strings, problems)
     for path in sorted((store / "needed").glob("*.json")):
         doc = _load(path, problems)
@@ -131,11 +136,15 @@ def stats(store: Path) -> dict[str, Any]:
     rows: dict[str, dict[str, int]] = {}
     for path in sorted((store / "index").glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
-        facts = 0
+        files_path = store / "files" / path.name
+        files = json.loads(files_path.read_text(encoding="utf-8"))["releases"]
+        n_files = sum(len(f) for f in files.values())
+        facts = n_files
         for rel in doc["releases"].values():
             facts += len(rel.get("requires_dist") or []) + (rel.get("requires_python") is not None)
-            facts += len(rel["files"]) + bool(rel.get("yanked")) + bool(rel.get("cuda"))
-        rows[doc["package"]] = {"releases": len(doc["releases"]), "files": sum(len(r["files"]) for r in doc["releases"].values()), "facts": facts, "bytes": path.stat().st_size, "kernels": 0}
+            facts += bool(rel.get("yanked")) + bool(rel.get("cuda"))
+        size = path.stat().st_size + files_path.stat().st_size
+        rows[doc["package"]] = {"releases": len(doc["releases"]), "files": n_files, "facts": facts, "bytes": size, "kernels": 0}
     for path in sorted((store / "needed").glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
         row = rows.setdefault(doc["package"], {"releases": 0, "files": 0, "facts": 0, "bytes": 0, "kernels": 0})

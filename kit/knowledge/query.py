@@ -66,8 +66,12 @@ class Release:
     requires_dist: tuple[str, ...] | None
     requires_python: str | None
     yanked: bool | str
-    files: tuple[WheelFile, ...]
     metadata_source: str | None
+
+    @property
+    def files(self) -> tuple[WheelFile, ...]:
+        """The release's files (read from store/files/ on first use: `kit check` rarely needs them)."""
+        return _files(self.package, self.version)
 
     @property
     def sdist_only(self) -> bool:
@@ -82,11 +86,50 @@ def _canon(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+class _Doc:
+    """One store file, parsed line by line on demand (the format of derive/storefile.py): a check
+    asks about a handful of releases, so only their lines and the strings they cite are decoded."""
+
+    def __init__(self, text: str):
+        lines = text.split("\n")
+        self.header: dict[str, Any] = {}
+        self._strings: list[str] = []
+        self._releases: dict[str, str] = {}
+        section = None
+        for line in lines[1:]:
+            if line in ('"strings":[', '"releases":{'):
+                section = line[1 : line.index('"', 1)]
+            elif line in ("],", "}", ""):
+                section = None
+            elif section == "strings":
+                self._strings.append(line.rstrip(","))
+            elif section == "releases":
+                key = line[1 : line.index('"', 1)]
+                self._releases[key] = line
+            else:
+                self.header.update(json.loads("{" + line.rstrip(",") + "}"))
+        self._parsed: dict[str, Any] = {}
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        return tuple(self._releases)
+
+    def release(self, key: str) -> Any:
+        if key not in self._parsed:
+            line = self._releases.get(key)
+            if line is None:
+                return None
+            self._parsed[key] = json.loads(line[len(key) + 3 :].rstrip(","))
+        return self._parsed[key]
+
+    def string(self, i: int) -> str:
+        return json.loads(self._strings[i])
+
+
 @cache
-def _doc(kind: str, pkg: str) -> dict[str, Any] | None:
-    path = STORE_DIR / kind / f"{pkg}.json"
+def _doc(kind: str, pkg: str) -> _Doc | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return _Doc((STORE_DIR / kind / f"{pkg}.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
 
@@ -100,19 +143,31 @@ def _key(version: str) -> str | None:
 
 def releases(pkg: str) -> tuple[str, ...]:
     doc = _doc("index", _canon(pkg))
-    return tuple(doc["releases"]) if doc else ()
+    return doc.versions if doc else ()
 
 
 @cache
 def release(pkg: str, version: str) -> Release | None:
     pkg = _canon(pkg)
     doc, key = _doc("index", pkg), _key(version)
-    if doc is None or key is None or key not in doc["releases"]:
+    r = doc.release(key) if doc is not None and key is not None else None
+    if r is None:
         return None
-    r = doc["releases"][key]
-    strings = doc.get("strings", [])
     meta = r.get("metadata")
-    files = tuple(
+    return Release(
+        package=pkg,
+        version=key,
+        requires_dist=None if r.get("requires_dist") is None else tuple(doc.string(i) for i in r["requires_dist"]),
+        requires_python=r.get("requires_python"),
+        yanked=r.get("yanked", False),
+        metadata_source=f"{pkg}=={key} {meta['file']} sha256:{meta['sha256']} ({meta['via']})" if meta else None,
+    )
+
+
+@cache
+def _files(pkg: str, key: str) -> tuple[WheelFile, ...]:
+    doc = _doc("files", pkg)
+    return tuple(
         WheelFile(
             name=f["name"],
             sha256=f["sha256"],
@@ -123,16 +178,7 @@ def release(pkg: str, version: str) -> Release | None:
             sdist=bool(f.get("sdist")),
             yanked=f.get("yanked", False),
         )
-        for f in r["files"]
-    )
-    return Release(
-        package=pkg,
-        version=key,
-        requires_dist=None if r.get("requires_dist") is None else tuple(strings[i] for i in r["requires_dist"]),
-        requires_python=r.get("requires_python"),
-        yanked=r.get("yanked", False),
-        files=files,
-        metadata_source=f"{pkg}=={key} {meta['file']} sha256:{meta['sha256']} ({meta['via']})" if meta else None,
+        for f in ((doc.release(key) or []) if doc else [])
     )
 
 
@@ -148,7 +194,7 @@ def torch_cuda(version: str) -> str | None:
         m = _LOCAL_CUDA.match(v.local)
         return f"{m.group(1)}.{m.group(2)}" if m else None
     doc = _doc("index", "torch")
-    r = doc["releases"].get(str(v)) if doc else None
+    r = doc.release(str(v)) if doc else None
     cuda = r.get("cuda") if r else None
     return cuda["cuda"] if cuda else None
 
@@ -180,7 +226,7 @@ def needed_libs(pkg: str, version: str) -> dict[str, list[str]] | None:
 
 def needed_libs_source(pkg: str, version: str) -> dict[str, Any] | None:
     doc, key = _doc("needed", _canon(pkg)), _key(version)
-    return doc["releases"].get(key) if doc and key else None
+    return doc.release(key) if doc and key else None
 
 
 def _platform_ok(plat: str, arch: str, glibc: Version | None) -> Version | None | bool:

@@ -66,15 +66,15 @@ def _linux_wheel(files: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def refresh_package(fetcher: Fetcher, store_dir: Path, name: str, log=print) -> dict[str, int]:
-    index_doc = read_doc(store_dir / "index" / f"{name}.json")
+    files_doc = read_doc(store_dir / "files" / f"{name}.json")
     path = store_dir / "needed" / f"{name}.json"
     old = read_doc(path)["releases"] if path.exists() else {}
     releases = dict(old)
     todo = []
-    for version, rel in index_doc["releases"].items():
+    for version, files in files_doc["releases"].items():
         if version in old:
             continue
-        pick = _linux_wheel(rel["files"])
+        pick = _linux_wheel(files)
         if pick:
             todo.append((version, pick))
     urls = {f["filename"]: f["url"] for f in fetcher.project(name)["files"]} if todo else {}

@@ -181,13 +181,14 @@ def _release_files(page: dict, floor: Version | None) -> dict[str, list[dict[str
 
 def refresh_package(fetcher: Fetcher, store_dir: Path, name: str, floor: str | None, log=print) -> dict[str, int]:
     """Bring one package's store file up to date with the index; return counts for the summary."""
-    path = store_dir / "index" / f"{name}.json"
+    path, files_path = store_dir / "index" / f"{name}.json", store_dir / "files" / f"{name}.json"
     old = read_doc(path) if path.exists() else {}
     old_releases = {v: _expand(old, r) for v, r in old.get("releases", {}).items()}
     try:
         page = fetcher.project(name)
     except NotFound:
-        write_doc(path, {"package": name, "index": fetcher.index, "on_index": False, "releases": {}})
+        write_doc(path, {"package": name, "index": fetcher.index, "on_index": False, "floor": floor, "releases": {}})
+        write_doc(files_path, {"package": name, "releases": {}})
         log(f"{name}: not on {fetcher.index}")
         return {"new": 0, "releases": 0}
     by_version = _release_files(page, Version(floor) if floor else None)
@@ -239,7 +240,10 @@ def refresh_package(fetcher: Fetcher, store_dir: Path, name: str, floor: str | N
         for f in rel["files"]:
             f.pop("_url", None)
             f.pop("_requires_python", None)
+    files = {v: releases[v].pop("files") for v in sorted(releases, key=Version)}
     doc = {"package": name, "index": fetcher.index, "floor": floor, "releases": releases}
+    # Metadata and files apart: `kit check` reads only the metadata, the smaller half.
+    write_doc(files_path, {"package": name, "releases": files})
     write_doc(path, _compact(doc))
     return {"new": len([v for v in todo if v in releases]), "releases": len(releases)}
 

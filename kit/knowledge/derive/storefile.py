@@ -1,6 +1,19 @@
 """The store's file format: JSON, one release per line, keys sorted, written atomically.
 
-One line per release keeps a refresh's git diff to the releases it added or changed.
+One line per release keeps a refresh's git diff to the releases it added or changed, and lets
+kit.knowledge.query parse only the lines of the releases it is asked about:
+
+    {
+    "floor":"0.2.0",            header keys, one per line, sorted
+    "strings":[                 (index files) the Requires-Dist table, one string per line
+    "aiohttp",
+    "torch==2.7.1"
+    ],
+    "releases":{
+    "0.9.1":{...},              one release per line, in version order
+    "0.9.2":{...}
+    }
+    }
 """
 
 from __future__ import annotations
@@ -21,12 +34,10 @@ def dumps(doc: dict[str, Any]) -> str:
     for k in keys:
         lines.append(f"{one(k)}:{one(doc[k])},")
     if "strings" in doc:
-        body = ",\n".join(one(s) for s in doc["strings"])
-        lines.append(f'"strings":[\n{body}],' if body else '"strings":[],')
-    rel = doc.get("releases", {})
-    body = ",\n".join(f"{one(v)}:{one(r)}" for v, r in rel.items())
-    lines.append(f'"releases":{{\n{body}}}' if body else '"releases":{}')
-    lines.append("}")
+        lines += ['"strings":[', ",\n".join(one(x) for x in doc["strings"]), "],"]
+    body = ",\n".join(f"{one(v)}:{one(r)}" for v, r in doc.get("releases", {}).items())
+    lines += ['"releases":{', body, "}", "}"]
+    lines = [line for line in lines if line != ""]
     return "\n".join(lines) + "\n"
 
 
