@@ -42,10 +42,20 @@ def _recorders() -> list:
 def refresh(store_dir: Path, packages: list[str] | None, index: str | None = None) -> int:
     from .derive.fetch import Fetcher, index_url
 
+    from packaging.utils import canonicalize_name
+
+    recorders = _recorders()
+    if packages:
+        packages = [canonicalize_name(p) for p in packages]
+        # A recorder without a PACKAGES table takes any name (and raises ValueError for one it lacks).
+        unknown = [p for p in packages if not any(p in getattr(m, "PACKAGES", {p}) for m in recorders)]
+        if unknown:
+            print(f"error: not recorded by kit: {', '.join(unknown)} (see PACKAGES in kit/knowledge/derive/)", file=sys.stderr)
+            return 2
     fetcher = Fetcher(index=index_url(index))
     start = time.monotonic()
     try:
-        for module in _recorders():
+        for module in recorders:
             wanted = packages
             if packages and hasattr(module, "PACKAGES"):
                 wanted = [p for p in packages if p in module.PACKAGES]

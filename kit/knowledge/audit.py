@@ -70,13 +70,18 @@ def _verify_release(where: str, pkg: str, version: str, rel: dict[str, Any], str
             bad(f"cuda {rel.get('cuda')!r} but its Requires-Dist says {expect!r}")
 
 
-def verify(store: Path) -> list[str]:
+def verify_package(store: Path, name: str) -> list[str]:
+    """The inconsistencies of one package's index and files under `store`."""
+    return verify(store, [name])
+
+
+def verify(store: Path, packages: list[str] | None = None) -> list[str]:
     """Every inconsistency found in the store under `store` (empty: consistent)."""
     from .derive.index import PACKAGES
 
     problems: list[str] = []
     index_docs: dict[str, dict[str, Any]] = {}
-    for name in sorted(PACKAGES):
+    for name in sorted(packages or PACKAGES):
         path = store / "index" / f"{name}.json"
         if not path.exists():
             problems.append(f"{path}: missing (run `python -m kit.knowledge refresh --package {name}`)")
@@ -109,7 +114,7 @@ def verify(store: Path) -> list[str]:
             _verify_release(str(path), name, version, rel, strings, problems)
     for path in sorted((store / "needed").glob("*.json")):
         doc = _load(path, problems)
-        if doc is None:
+        if doc is None or (packages and doc.get("package") not in packages):
             continue
         index = index_docs.get(doc.get("package"), {}).get("releases", {})
         for version, rec in doc["releases"].items():

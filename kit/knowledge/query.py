@@ -115,12 +115,22 @@ class _Doc:
         return tuple(self._releases)
 
     def release(self, key: str) -> Any:
+        if key not in self._releases:
+            key = self.equal_key(key)
         if key not in self._parsed:
             line = self._releases.get(key)
             if line is None:
                 return None
             self._parsed[key] = json.loads(line[len(key) + 3 :].rstrip(","))
         return self._parsed[key]
+
+    def equal_key(self, key: str) -> str:
+        """The recorded spelling of a version PEP 440 calls equal (0.9.2.0 == 0.9.2), else key."""
+        try:
+            wanted = Version(key)
+            return next((k for k in self._releases if Version(k) == wanted), key)
+        except InvalidVersion:
+            return key
 
     def string(self, i: int) -> str:
         return json.loads(self._strings[i])
@@ -153,6 +163,7 @@ def release(pkg: str, version: str) -> Release | None:
     r = doc.release(key) if doc is not None and key is not None else None
     if r is None:
         return None
+    key = doc.equal_key(key) if key not in doc.versions else key
     meta = r.get("metadata")
     return Release(
         package=pkg,
