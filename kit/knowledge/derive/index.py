@@ -68,6 +68,7 @@ PACKAGES: dict[str, str | None] = {
 # The legacy manylinux names and the glibc they stand for (PEP 600).
 LEGACY_MANYLINUX = {"manylinux1": "2.5", "manylinux2010": "2.12", "manylinux2014": "2.17"}
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_")
+_METADATA_MEMBER = re.compile(r"^[^/]+\.dist-info/METADATA$")
 _CUDA_RUNTIME = re.compile(r"^nvidia-cuda-runtime(-cu\d+)?$")
 
 
@@ -133,10 +134,13 @@ def read_metadata(fetcher: Fetcher, file: dict[str, Any]) -> dict[str, Any]:
     except NotFound:
         pass
     zf = RemoteZip(fetcher, file["url"], file["size"])
-    names = [n for n in zf.members() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
-    if len(names) != 1:
-        raise RuntimeError(f"{file['filename']}: expected one .dist-info/METADATA, found {names}")
-    return {**parse_metadata(zf.read(names[0])), "via": "wheel-range"}
+    found = zf.find_in_tail(_METADATA_MEMBER)
+    if found is None:
+        names = [n for n in zf.members() if _METADATA_MEMBER.match(n)]
+        if len(names) != 1:
+            raise RuntimeError(f"{file['filename']}: expected one .dist-info/METADATA, found {names}")
+        found = zf.members()[names[0]]
+    return {**parse_metadata(zf.read(found.name)), "via": "wheel-range"}
 
 
 _LINUX_X86 = {"platform_system": "Linux", "sys_platform": "linux", "platform_machine": "x86_64", "os_name": "posix"}

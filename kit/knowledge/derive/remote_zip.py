@@ -9,6 +9,7 @@ tail), and a few ranges from the local header on, decompressed incrementally.
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from .fetch import Fetcher
 
-TAIL = 128 * 1024
+TAIL = 64 * 1024
 CHUNK = 1024 * 1024
 STORED, DEFLATED = 0, 8
 
@@ -51,21 +52,24 @@ def _zip64_extra(extra: bytes, csize: int, usize: int, offset: int) -> tuple[int
     return csize, usize, offset
 
 
+def _entry(data: bytes, pos: int) -> tuple[Member, int]:
+    """The central-directory entry at pos, and where the next one starts."""
+    method = struct.unpack_from("<H", data, pos + 10)[0]
+    csize, usize = struct.unpack_from("<II", data, pos + 20)
+    nlen, elen, clen = struct.unpack_from("<HHH", data, pos + 28)
+    offset = struct.unpack_from("<I", data, pos + 42)[0]
+    name = data[pos + 46 : pos + 46 + nlen].decode("utf-8", "replace")
+    extra = data[pos + 46 + nlen : pos + 46 + nlen + elen]
+    csize, usize, offset = _zip64_extra(extra, csize, usize, offset)
+    return Member(name, method, csize, usize, offset), pos + 46 + nlen + elen + clen
+
+
 def parse_central_directory(data: bytes) -> dict[str, Member]:
     members: dict[str, Member] = {}
     pos = 0
     while pos + 46 <= len(data) and data[pos : pos + 4] == b"PK\x01\x02":
-        (method, csize, usize, nlen, elen, clen, offset) = (
-            struct.unpack_from("<H", data, pos + 10)[0],
-            *struct.unpack_from("<II", data, pos + 20),
-            *struct.unpack_from("<HHH", data, pos + 28),
-            struct.unpack_from("<I", data, pos + 42)[0],
-        )
-        name = data[pos + 46 : pos + 46 + nlen].decode("utf-8", "replace")
-        extra = data[pos + 46 + nlen : pos + 46 + nlen + elen]
-        csize, usize, offset = _zip64_extra(extra, csize, usize, offset)
-        members[name] = Member(name, method, csize, usize, offset)
-        pos += 46 + nlen + elen + clen
+        m, pos = _entry(data, pos)
+        members[m.name] = m
     return members
 
 
@@ -92,11 +96,18 @@ class RemoteZip:
     def __init__(self, fetcher: Fetcher, url: str, size: int):
         self.fetcher, self.url, self.size = fetcher, url, size
         self._members: dict[str, Member] | None = None
+        self._tail_bytes: tuple[bytes, int] | None = None
+        self._known: dict[str, Member] = {}
+
+    def _tail(self) -> tuple[bytes, int]:
+        if self._tail_bytes is None:
+            start = max(0, self.size - TAIL)
+            self._tail_bytes = (self.fetcher.range(self.url, start, self.size), start)
+        return self._tail_bytes
 
     def members(self) -> dict[str, Member]:
         if self._members is None:
-            start = max(0, self.size - TAIL)
-            tail = self.fetcher.range(self.url, start, self.size)
+            tail, start = self._tail()
             cd_offset, cd_size = locate_central_directory(tail, start)
             if cd_offset >= start:
                 cd = tail[cd_offset - start : cd_offset - start + cd_size]
@@ -105,13 +116,26 @@ class RemoteZip:
             self._members = parse_central_directory(cd)
         return self._members
 
+    def find_in_tail(self, pattern: re.Pattern[str]) -> Member | None:
+        """A member whose central-directory entry lies in the tail already read (wheels write their
+        .dist-info last), found without reading the whole directory; None if not there."""
+        tail, _ = self._tail()
+        at = tail.find(b"PK\x01\x02")
+        while 0 <= at <= len(tail) - 46:
+            m, _ = _entry(tail, at)
+            if pattern.match(m.name) and m.header_offset + m.compressed_size <= self.size:
+                self._known[m.name] = m
+                return m
+            at = tail.find(b"PK\x01\x02", at + 4)
+        return None
+
     def stream(self, name: str, cap: int) -> Iterator[bytes]:
         """The member's decompressed bytes, chunk by chunk, downloading at most cap compressed bytes."""
-        m = self.members()[name]
+        m = self._known.get(name) or self.members()[name]
         if m.method not in (STORED, DEFLATED):
             raise ZipFormatError(f"{name}: compression method {m.method} is not read here")
         head = self.fetcher.range(self.url, m.header_offset, min(self.size, m.header_offset + 30 + 1024 + min(m.compressed_size, cap, CHUNK)))
-        if head[:4] != b"PK\x03\x04":
+        if head[:4] != b"PK\x03\x04" or head[30 : 30 + len(name.encode())] != name.encode():
             raise ZipFormatError(f"{name}: no local header at {m.header_offset}")
         nlen, elen = struct.unpack_from("<HH", head, 26)
         data_start = m.header_offset + 30 + nlen + elen
