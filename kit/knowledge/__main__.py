@@ -19,8 +19,9 @@ from pathlib import Path
 
 from . import STORE_DIR
 
-# Each recorder is a module with `refresh(store_dir, packages, fetcher=..., log=...)`; a recorder whose
-# module is absent on this branch is skipped. Adding one is one line here.
+# Each recorder is a module with `refresh(store_dir, packages, ...)` (it gets `fetcher=` and `log=` if it
+# takes them), optionally a PACKAGES table of the names it records and `verify(store_dir) -> list[str]`.
+# A recorder whose module is absent on this branch is skipped. Adding one is one line here.
 RECORDERS = [
     "kit.knowledge.derive.index",  # Requires-*, files, tags, glibc floors, torch CUDA (PEP 691/658)
     "kit.knowledge.derive.elf",  # DT_NEEDED of compiled kernels (range requests on wheels)
@@ -37,6 +38,15 @@ def _recorders() -> list:
             if exc.name != name:
                 raise
     return found
+
+
+def _call(fn, *args, **optional):
+    """fn(*args, **the optional keywords fn accepts): a recorder may take no fetcher or log."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return fn(*args, **{k: v for k, v in optional.items() if takes_any or k in params})
 
 
 def refresh(store_dir: Path, packages: list[str] | None, index: str | None = None) -> int:
@@ -61,7 +71,7 @@ def refresh(store_dir: Path, packages: list[str] | None, index: str | None = Non
                 wanted = [p for p in packages if p in module.PACKAGES]
                 if not wanted:
                     continue
-            module.refresh(store_dir, wanted, fetcher=fetcher, log=print)
+            _call(module.refresh, store_dir, wanted, fetcher=fetcher, log=print)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -87,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "verify":
         problems = audit.verify(args.store)
+        # A recorder that checks its own part of the store offers `verify(store_dir) -> list[str]`.
+        for module in _recorders():
+            if hasattr(module, "verify"):
+                problems += module.verify(args.store)
         for p in problems:
             print(p)
         print(f"verify: {len(problems)} problem(s) in {args.store}")
