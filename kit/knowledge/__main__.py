@@ -75,6 +75,9 @@ def refresh(store_dir: Path, packages: list[str] | None, index: str | None = Non
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (OSError, RuntimeError) as exc:  # the index unreachable, or answering errors: what was written stays consistent
+        print(f"error: refresh stopped: {exc}\n(files already written are complete; run the refresh again to go on)", file=sys.stderr)
+        return 1
     finally:
         fetcher.close()
     print(f"refresh: {fetcher.requests} requests, {fetcher.bytes / 1e6:.1f} MB downloaded, {time.monotonic() - start:.1f} s")

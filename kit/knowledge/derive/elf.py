@@ -43,7 +43,7 @@ def member_needed(zf: RemoteZip, name: str) -> dict[str, Any]:
     size = zf.members()[name].size
     for block in zf.stream(name, CAP):
         buf += block
-        if elf_read.enough(bytes(buf[: max(len(buf), 0)]), DYNAMIC_REACH):
+        if elf_read.enough(buf, DYNAMIC_REACH):
             break
     found = elf_read.needed(bytes(buf), whole=len(buf) >= size)
     return {**found.as_dict(), "prefix": len(buf)}
