@@ -35,6 +35,7 @@ def run(check: Any) -> None:
     kernel_libnuma(check)
     torch_gpu_arch(check)
     transitive_pins(check)
+    wheels_for_image(check)
 
 
 def _env(check: Any) -> dict[str, str]:
@@ -239,3 +240,33 @@ def transitive_pins(check: Any) -> None:
                         other=other,
                         other_version=pins[other],
                     )
+
+
+# -- wheels against the image's Python and glibc -------------------------------------------------
+
+
+def wheels_for_image(check: Any) -> None:
+    """Each pin has a wheel for CPython X.Y on Linux x86_64 at the image's glibc (manylinux tags).
+
+    Only without a lockfile: the lock was resolved for the image's Python already."""
+    if check.facts.closure_checked:
+        return
+    q = release_facts._query()
+    if q is None:
+        return
+    python = check.p.image.python
+    glibc = check.facts.image_glibc
+    for name, version in sorted(check.p.packages.items()):
+        rel = q.release(name, version)
+        if rel is None or not rel.wheels:
+            continue
+        has_sdist = any(f.sdist for f in rel.files)
+        if not q.has_wheel_for(name, version, python, None):
+            tags = sorted({t for f in rel.wheels for t in f.python})
+            check.emit("pin-no-wheel-for-python" if not has_sdist else "pin-builds-for-python", keys=["image.python", f"packages.{name}"],
+                       package=name, version=version, tags=", ".join(tags), fact=rel.metadata_source or f"{name}=={version} (knowledge store)")
+        elif glibc is not None and not q.has_wheel_for(name, version, python, glibc):
+            floor = q.wheel_glibc_floor(name, version, python)
+            if not has_sdist:
+                check.emit("pin-wheel-needs-newer-glibc", keys=["image.base", f"packages.{name}"], package=name, version=version,
+                           floor=str(floor), glibc=str(glibc), fact=rel.metadata_source or f"{name}=={version} (knowledge store)")

@@ -268,3 +268,18 @@ def test_vllm_use_v1_after_v0_removal(tree, vllm, ignored):
                           packages=f'vllm = "{vllm}"', engine="vllm", engine_extra="")
     root = tree({"profiles/p.toml": text})
     assert ("vllm-use-v1-ignored" in {f.rule for f in check(load(root / "profiles/p.toml")).active()}) is ignored
+
+
+# -- wheels against the image's Python --------------------------------------------------------------
+
+
+@needs_store
+def test_a_pin_without_a_wheel_for_the_python(tree):
+    # torch 2.1.2 (Modal's Gemma example, on Python 3.10) has no cp312 wheel and no sdist on the index
+    ok = _findings(tree, packages={"vllm": "0.4.0.post1", "torch": "2.1.2"}, gpu="H100")
+    assert "pin-no-wheel-for-python" not in ok
+    text = PROFILE.format(quant="", gpu="H100", image="nvidia/cuda:12.8.0-devel-ubuntu22.04", apt="",
+                          packages='vllm = "0.4.0.post1"\ntorch = "2.1.2"', engine="vllm", engine_extra="").replace('python = "3.11"', 'python = "3.12"')
+    root = tree({"profiles/p.toml": text})
+    found = {f.rule: f.severity for f in check(load(root / "profiles/p.toml")).active()}
+    assert found.get("pin-no-wheel-for-python") == "error"
