@@ -264,16 +264,19 @@ class _Computed:
             covered = ", ".join(r["versions"] for r in attention_table() if r["engine"] == engine) or "none"
             self.emit("attention-backend-unverified", package=pkg, version=version, covered=covered)
             return
+        from kit import release_facts
+
+        derived = release_facts.attention_names(engine, version)
         recorded = attention_backends().get(pkg)
-        if recorded is None:  # kit records backend names for vLLM only
-            return
-        entry = recorded.get(str(version))
+        entry = derived or (recorded or {}).get(str(version))
         if entry is None:
-            self.emit("attention-backend-names-unrecorded", package=pkg, version=version, backend=name, recorded=", ".join(sorted(recorded, key=Version)))
+            if recorded is not None:  # kit records backend names for vLLM only
+                self.emit("attention-backend-names-unrecorded", package=pkg, version=version, backend=name, recorded=", ".join(sorted(recorded, key=Version)))
             return
         if (name if row["case_sensitive"] else name.upper()) not in entry["names"]:
+            raises = release_facts.unknown_attention_raises(engine, version)
             self.emit(
-                "attention-backend-unknown" if row["unknown_fails"] else "attention-backend-unknown-ignored",
+                "attention-backend-unknown" if (row["unknown_fails"] if raises is None else raises) else "attention-backend-unknown-ignored",
                 package=pkg,
                 version=version,
                 backend=name,

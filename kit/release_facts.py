@@ -181,3 +181,25 @@ def needed_libs(package: str, version: str) -> Fact | None:
         return None
     src = q.needed_libs_source(package, version) or {}
     return Fact(libs, f"{package}=={version} {src.get('file', '')} sha256:{src.get('sha256', '')} (DT_NEEDED)")
+
+
+def attention_names(engine: str, version: Version) -> dict[str, Any] | None:
+    """The attention backend names a release defines, from its source at the tag (knowledge store)."""
+    facts = _engine_facts(engine, str(version))
+    if facts is None or not facts.attention_backends:
+        return None
+    return {"names": sorted(facts.attention_backends), "class": "attention backend enum", "file": facts.source_of("attention.backends")}
+
+
+def unknown_attention_raises(engine: str, version: Version) -> bool | None:
+    """Whether the release refuses an attention backend name it does not know (None: the store does not say)."""
+    facts = _engine_facts(engine, str(version))
+    return None if facts is None else facts.unknown_attention_backend_raises
+
+
+def env_vars_read(engine: str, version: Version) -> Fact | None:
+    """The environment variables a release declares or reads, from its source at the tag."""
+    facts = _engine_facts(engine, str(version))
+    if facts is None or not facts.env_vars:
+        return None
+    return Fact(facts.env_vars, facts.source_of("env_vars.read"))

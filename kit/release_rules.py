@@ -36,6 +36,7 @@ def run(check: Any) -> None:
     torch_gpu_arch(check)
     transitive_pins(check)
     wheels_for_image(check)
+    engine_env_unread(check)
 
 
 def _env(check: Any) -> dict[str, str]:
@@ -270,3 +271,24 @@ def wheels_for_image(check: Any) -> None:
             if not has_sdist:
                 check.emit("pin-wheel-needs-newer-glibc", keys=["image.base", f"packages.{name}"], package=name, version=version,
                            floor=str(floor), glibc=str(glibc), fact=rel.metadata_source or f"{name}=={version} (knowledge store)")
+
+
+# -- engine settings the release does not read ------------------------------------------------------
+
+ENV_PREFIXES = {"vllm": ("VLLM_",), "sglang": ("SGLANG_", "SGL_")}
+# Variables with their own rule (what ignoring them costs is known): not repeated here.
+ENV_WITH_RULES = {"VLLM_ATTENTION_BACKEND", "VLLM_USE_V1"}
+
+
+def engine_env_unread(check: Any) -> None:
+    """image.env sets VLLM_* / SGLANG_* variables the pinned release's source neither declares nor reads."""
+    engine = check.p.engine.name
+    _, version = _engine(check)
+    names = [k for k in check.p.image.env if k.startswith(ENV_PREFIXES[engine]) and k not in ENV_WITH_RULES]
+    if version is None or not names:
+        return
+    read = release_facts.env_vars_read(engine, version)
+    if read is None:
+        return
+    for name in sorted(n for n in names if n not in read.value):
+        check.emit("engine-env-unread", keys=["image.env"], variable=name, package=engine, version=version, fact=read.source)

@@ -283,3 +283,33 @@ def test_a_pin_without_a_wheel_for_the_python(tree):
     root = tree({"profiles/p.toml": text})
     found = {f.rule: f.severity for f in check(load(root / "profiles/p.toml")).active()}
     assert found.get("pin-no-wheel-for-python") == "error"
+
+
+# -- engine facts from the releases' sources (kit/knowledge/engines.py, when its store is present) ------
+
+
+def _engine_store(engine: str, version: str) -> bool:
+    try:
+        from kit.knowledge.engines import engine_facts
+    except ImportError:
+        return False
+    return engine_facts(engine, version) is not None
+
+
+@pytest.mark.skipif(not _engine_store("vllm", "0.10.2"), reason="needs the engine facts store (kit/knowledge/engines.py)")
+def test_engine_facts_agree_with_the_audited_boundaries():
+    from kit.knowledge.engines import engine_facts
+
+    assert engine_facts("vllm", "0.10.0").unknown_attention_backend_raises is False
+    assert engine_facts("vllm", "0.10.1").unknown_attention_backend_raises is True
+    assert engine_facts("vllm", "0.13.0").quant_min_capability.get("fp8") == 80
+    assert engine_facts("vllm", "0.14.0").quant_min_capability.get("fp8") == 75
+    assert "VLLM_USE_V1" not in engine_facts("vllm", "0.12.0").env_vars
+
+
+@pytest.mark.skipif(not _engine_store("vllm", "0.12.0"), reason="needs the engine facts store (kit/knowledge/engines.py)")
+def test_an_engine_variable_the_release_does_not_read(tree):
+    text = PROFILE.format(quant="", gpu="H100", image="nvidia/cuda:12.8.0-devel-ubuntu22.04", apt='env = { VLLM_NO_SUCH_SETTING = "1" }',
+                          packages='vllm = "0.12.0"', engine="vllm", engine_extra="")
+    root = tree({"profiles/p.toml": text})
+    assert "engine-env-unread" in {f.rule for f in check(load(root / "profiles/p.toml")).active()}
