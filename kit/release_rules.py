@@ -37,6 +37,7 @@ def run(check: Any) -> None:
     transitive_pins(check)
     wheels_for_image(check)
     engine_env_unread(check)
+    cuda_major(check)
 
 
 def _env(check: Any) -> dict[str, str]:
@@ -292,3 +293,49 @@ def engine_env_unread(check: Any) -> None:
         return
     for name in sorted(n for n in names if n not in read.value):
         check.emit("engine-env-unread", keys=["image.env"], variable=name, package=engine, version=version, fact=read.source)
+
+
+# -- the CUDA major version of compiled members against torch's -------------------------------------
+
+COMPILED = ("vllm", "sgl-kernel", "sglang-kernel")
+_SONAME_MAJOR = re.compile(r"^lib(?:cudart|cublas|cublasLt|nvrtc)\.so\.(\d+)$")
+
+
+def cuda_major(check: Any) -> None:
+    """vllm's _C or the SGLang kernel links libcudart.so.N; the torch build in the stack ships CUDA M's runtime.
+
+    A torch local variant (2.9.0+cu130) differs from the PyPI build (+cu128) only in its local tag, which
+    a plain version comparison ignores; the CUDA major is what the linker sees."""
+    # torch follows the engine's own exact pin unless the profile pins it or adds an index: only then can
+    # the CUDA majors part (and only then is the store worth reading on every check).
+    if "torch" not in check.p.packages and not check.p.image.extra_index_urls:
+        return
+    torch = installed_version(check, "torch")
+    if torch is None:
+        return
+    q = release_facts._query()
+    if q is None:
+        return
+    torch_cuda = q.torch_cuda(torch[0])
+    if torch_cuda is None or torch_cuda == "cpu":
+        return
+    for package in COMPILED:
+        found = installed_version(check, package)
+        if found is None:
+            continue
+        libs = release_facts.needed_libs(package, found[0])
+        if libs is None:
+            continue
+        majors = {m.group(1) for needed in libs.value.values() for lib in needed if (m := _SONAME_MAJOR.match(lib))}
+        if majors and torch_cuda.split(".")[0] not in majors:
+            check.emit(
+                "cuda-major-mismatch",
+                keys=["packages.torch", f"packages.{package}"],
+                package=package,
+                version=found[0],
+                needs=", ".join(sorted(f"CUDA {m}" for m in majors)),
+                torch=torch[0],
+                torch_cuda=torch_cuda,
+                how=torch[1],
+                fact=libs.source,
+            )

@@ -313,3 +313,12 @@ def test_an_engine_variable_the_release_does_not_read(tree):
                           packages='vllm = "0.12.0"', engine="vllm", engine_extra="")
     root = tree({"profiles/p.toml": text})
     assert "engine-env-unread" in {f.rule for f in check(load(root / "profiles/p.toml")).active()}
+
+
+@needs_store
+def test_cuda_major_of_the_engine_against_a_torch_local_variant(tree):
+    # vLLM 0.11.2 links libcudart.so.12; torch 2.9.0 from PyPI is CUDA 12.8, its +cu130 variant CUDA 13
+    same = _findings(tree, packages={"vllm": "0.11.2", "torch": "2.9.0"}, gpu="H100")
+    other = _findings(tree, packages={"vllm": "0.11.2", "torch": "2.9.0+cu130"}, gpu="H100")
+    assert "cuda-major-mismatch" not in same
+    assert other.get("cuda-major-mismatch") == "warning"
