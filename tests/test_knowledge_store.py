@@ -98,6 +98,9 @@ def test_sglang_kernel_libnuma_and_cuda13_boundaries():
     by_method = {m["method"]: set(m["needed"]) for m in members.values()}
     assert by_method["dynamic"] == by_method["segment-scan"]
     assert q.needed_libs("sglang-kernel", "9.9.9") is None
+    # vLLM's _C: CUDA 12 runtime through 0.19.1, CUDA 13 from 0.20.0; never libnuma.
+    assert "libcudart.so.12" in libs("vllm", "0.19.1") and "libcudart.so.13" in libs("vllm", "0.20.0")
+    assert not any("libnuma" in lib for v in q.releases("vllm") for lib in libs("vllm", v))
 
 
 def test_wheels_glibc_and_python():
@@ -199,3 +202,29 @@ def test_refresh_cli_names_unknown_packages(tmp_path):
     assert proc.returncode == 2
     assert "not recorded by kit: not-a-kit-package" in proc.stderr
     assert not list(Path(tmp_path).rglob("*.json"))
+
+
+def test_check_reads_only_the_metadata_of_the_pinned_packages(tree, monkeypatch):
+    """`kit check` must not load the store whole: only store/index/ files of the packages it pins."""
+    from functools import cache
+
+    from kit.check import check
+    from kit.load import load
+
+    from .conftest import BASE_PROFILE
+
+    opened = []
+    raw = q._doc.__wrapped__
+
+    @cache
+    def recording(kind, pkg):
+        opened.append((kind, pkg))
+        return raw(kind, pkg)
+
+    monkeypatch.setattr(q, "_doc", recording)
+    q.release.cache_clear()
+    root = tree({"profiles/p.toml": BASE_PROFILE})
+    check(load(root / "profiles/p.toml"))
+    q.release.cache_clear()
+    assert opened and {kind for kind, _ in opened} == {"index"}
+    assert {pkg for _, pkg in opened} <= {"vllm", "transformers", "xgrammar"}
