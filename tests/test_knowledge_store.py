@@ -83,7 +83,7 @@ def test_torch_archs():
 
 def test_sglang_kernel_libnuma_and_cuda13_boundaries():
     def libs(pkg, version):
-        return {lib for member in q.needed_libs(pkg, version).values() for lib in member}
+        return {lib for member in (q.needed_libs(pkg, version) or {}).values() for lib in member}
 
     assert "libnuma.so.1" not in libs("sgl-kernel", "0.1.5")
     assert "libnuma.so.1" in libs("sgl-kernel", "0.1.6")
