@@ -17,8 +17,27 @@ Exit codes: 0 clean; 1 findings of severity error (warnings too with --strict), 
 that failed; 2 bad input or usage (a profile that does not parse or validate, a missing file).
 """
 
+def _plain_types(command) -> None:  # type: ignore[no-untyped-def]
+    """Help shows a parameter's metavar and its choices, never a Python type (`<list[Path]>`, `<int range>`)."""
+    for param in command.params:
+        display = getattr(param, "display_type", None)  # typer >= 0.17 prints types in help
+        descriptor = getattr(param, "type_descriptor", None)
+        if display is not None and not (descriptor is not None and descriptor.is_choice):
+            param.display_type = lambda ctx: ""
+
+
 class _KitGroup(TyperGroup):
     """The one place a KitError becomes a message and an exit code, for every command."""
+
+    def get_command(self, ctx, cmd_name):  # type: ignore[no-untyped-def]
+        from kit.cli_examples import EXAMPLES
+
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and cmd_name in EXAMPLES and not command.epilog:
+            # \b keeps click from re-wrapping the example lines into one paragraph.
+            command.epilog = "Examples:\n\n\b\n" + EXAMPLES[cmd_name]
+            _plain_types(command)
+        return command
 
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
         try:
@@ -35,16 +54,38 @@ app = typer.Typer(
     name="kit",
     help="Known-good LLM inference stacks on Modal: validated profiles, lockfiles, rendered apps, deploys.\n\n" + EXIT_CODES,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from kit import __version__
+
+        sys.stdout.write(f"kit {__version__}\n")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print kit's version and exit.")] = None,
+) -> None:
+    """Known-good LLM inference stacks on Modal: validated profiles, lockfiles, rendered apps, deploys."""
 
 
 class Format(str, Enum):
     text = "text"
     json = "json"
     github = "github"
+
+
+class RulesFormat(str, Enum):
+    # No github format: annotations point at a profile's line, and a rule list has none.
+    text = "text"
+    json = "json"
 
 
 ProfilesArg = Annotated[
@@ -163,7 +204,7 @@ def schema() -> None:
 
 @app.command()
 def rules(
-    format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    format: Annotated[RulesFormat, typer.Option("--format", "-f", help="text or json.")] = RulesFormat.text,
 ) -> None:
     """List every compatibility rule: id, severity, what it catches."""
     from kit import output
@@ -222,8 +263,8 @@ class _DiffCommand(TyperCommand):
 
 
 DIFF_EXIT_CODES = """\
-Exit codes (like `terraform plan -detailed-exitcode`, and unlike the rest of kit): 0 no change;
-2 changes; 1 error, bad input included (a profile that does not load, an unknown git ref).
+Exit codes: 0 success, changes or not; 1 error, bad input included (a profile that does not load,
+an unknown git ref). With --detailed-exitcode (terraform plan's): 0 no change, 2 changes, 1 error.
 """
 
 
@@ -240,6 +281,7 @@ def diff(
     format: Annotated[DiffFormat, typer.Option("--format", "-f", help="text, markdown (a PR comment) or json.")] = DiffFormat.text,
     rendered: Annotated[bool, typer.Option("--rendered", help="Include the rendered app's unified diff.")] = False,
     latency: Annotated[Optional[float], typer.Option("--latency", metavar="SECONDS", min=0.001, help="Latency per request for the cost figures, instead of the measured or assumed one.")] = None,
+    detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", "--exit-code", help="Exit 2 when something changed, 0 when nothing did (as terraform plan -detailed-exitcode).")] = False,
 ) -> None:
     from kit.errors import EXIT_FINDINGS as EXIT_ERROR
     from kit.output import print_error
@@ -269,7 +311,7 @@ def diff(
     finally:
         if measured is not None:
             measured.close()
-    raise typer.Exit(2 if diffs else EXIT_OK)
+    raise typer.Exit(2 if diffs and detailed_exitcode else EXIT_OK)
 
 
 @app.command()

@@ -131,12 +131,12 @@ def _read_toml(path: Path, root: Path) -> tuple[dict[str, Any], str]:
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         # tomllib says "... (at line L, column C)": put the position where editors look for it.
-        pos = ""
+        line = col = None
         if "(at line " in msg:
             msg, _, tail = msg.partition(" (at line ")
-            line, _, col = tail.rstrip(")").partition(", column ")
-            pos = f":{line}:{col}"
-        raise ProfileError(f"invalid TOML: {msg}", file=f"{rel}{pos}", fix="fix the syntax at that position (a TOML linter such as taplo shows it as you type)") from None
+            line_s, _, col_s = tail.rstrip(")").partition(", column ")
+            line, col = int(line_s), int(col_s)
+        raise ProfileError(f"invalid TOML: {msg}", file=rel, line=line, column=col, fix="fix the syntax at that position (a TOML linter such as taplo shows it as you type)") from None
     return data, text
 
 

@@ -68,12 +68,17 @@ def _totals(reports: list[Report]) -> dict[str, int]:
     return {s: sum(r.count(s) for r in reports) for s in ("error", "warning", "info")}
 
 
+def error_dict(e: KitError) -> dict:
+    """An error as JSON: `file` is a path; its position, when known, is in `line` and `column`."""
+    return {"file": e.file, "line": e.line, "column": e.column, "key": e.key, "message": e.render()}
+
+
 def _json(reports: list[Report], bad: list[KitError]) -> None:
     doc = {
         "version": JSON_VERSION,
         "summary": {**_totals(reports), "profiles": len(reports) + len(bad), "invalid": len(bad)},
         "profiles": [r.as_dict() for r in reports],
-        "invalid": [{"file": e.file, "key": e.key, "message": e.render()} for e in bad],
+        "invalid": [error_dict(e) for e in bad],
     }
     sys.stdout.write(json.dumps(doc, indent=2) + "\n")
 
@@ -109,9 +114,8 @@ def _github(reports: list[Report], bad: list[KitError]) -> None:
     level = {"error": "error", "warning": "warning", "info": "notice"}
     out = []
     for exc in bad:
-        file = (exc.file or "").split(":")[0]
-        m = re.match(r"^[^:]+:(\d+):(\d+)$", exc.file or "")
-        pos = f",line={m.group(1)},col={m.group(2)}" if m else ""
+        file = exc.file or ""
+        pos = (f",line={exc.line}" if exc.line is not None else "") + (f",col={exc.column}" if exc.column is not None else "")
         out.append(f"::error file={file}{pos},title=kit: invalid profile::{_escape_gh(exc.render())}")
     for r in reports:
         for f in r.active():

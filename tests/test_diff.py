@@ -208,8 +208,13 @@ def test_cli_exit_codes_and_untouched_working_tree(repo: Path):
     head = git(repo, "rev-parse", "HEAD")
     assert run_kit("diff", "--git", "main", cwd=repo).code == 0
     edit(repo / "profiles" / BASE, 'vllm = "0.9.2"', 'vllm = "0.10.0"')
-    result = run_kit("diff", "--git", "main", cwd=repo)
+    # A change is success by default; --detailed-exitcode (alias --exit-code) makes it 2, as terraform plan does.
+    plain = run_kit("diff", "--git", "main", cwd=repo)
+    assert plain.code == 0, plain.err
+    result = run_kit("diff", "--git", "main", "--detailed-exitcode", cwd=repo)
     assert result.code == 2, result.err
+    assert run_kit("diff", "--git", "main", "--exit-code", cwd=repo).code == 2
+    assert result.out == plain.out
     assert "vllm" in result.out and "0.9.2 -> 0.10.0" in result.out
     # The old side was read from git objects: nothing checked out, the edit is still there.
     assert git(repo, "rev-parse", "HEAD") == head
@@ -231,7 +236,7 @@ def test_cli_two_files_and_json(tmp_path: Path):
     shutil.copytree(PROFILES / "schemas", new.parent / "schemas")
     new.write_text(old.read_text().replace('type = "A10G"', 'type = "L40S"'))
     (tmp_path / ".git").mkdir()
-    result = run_kit("diff", str(old), str(new), "--format", "json")
+    result = run_kit("diff", str(old), str(new), "--format", "json", "--detailed-exitcode")
     assert result.code == 2, result.err
     doc = json.loads(result.out)
     assert doc["version"] == 1 and doc["changed"] == 1
