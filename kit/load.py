@@ -88,7 +88,7 @@ def discover(root: Path) -> list[Path]:
         raise UsageError(f"{base} is not a directory", fix="run kit from the repository root, or name profile files")
     found = sorted(p for p in base.glob("*.toml") if p.is_file())
     if not found:
-        raise UsageError(f"no profiles (*.toml) in {base}", fix="create one, e.g. copy profiles/qwen25-a10g.toml from kit's repository")
+        raise UsageError(f"no profiles (*.toml) in {base}", fix="create one from a bundled example: kit init profiles/my-app.toml (kit init --list shows them)")
     return found
 
 

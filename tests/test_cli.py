@@ -1,0 +1,156 @@
+"""The first try: version, help, completion, examples, exit codes and JSON of every command."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kit import __version__
+from tests.conftest import BASE_PROFILE, PROFILES, run_kit
+
+COMMANDS = ["check", "lock", "schema", "rules", "render", "diff", "fmt", "init", "deploy", "history", "status", "rollback", "bench"]
+
+
+def test_version_and_short_help():
+    for flag in ("--version", "-V"):
+        r = run_kit(flag)
+        assert r.code == 0 and r.out == f"kit {__version__}\n"
+    short, long = run_kit("-h"), run_kit("--help")
+    assert short.code == 0 and short.out == long.out and "Commands:" in short.out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_examples_and_no_python_types(command: str):
+    r = run_kit(command, "-h")
+    assert r.code == 0, r.err
+    assert "Examples:" in r.out
+    example_lines = r.out.split("Examples:", 1)[1].strip().splitlines()
+    assert example_lines and all("kit " in line or line.strip().startswith("#") for line in example_lines if line.strip())
+    # typer prints a parameter's Python type in help unless kit hides it: <list[Path]>, <int range>, <str>, <float>.
+    assert not re.search(r"<(list\[|int|float|str|path|Path|bool)[^>]*>", r.out), r.out
+
+
+def test_shell_completion_script():
+    r = run_kit("--show-completion", "bash", env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
+    assert r.code == 0 and "complete" in r.out and "kit" in r.out
+
+
+def test_rules_refuses_github_format():
+    r = run_kit("rules", "--format", "github")
+    assert r.code == 2 and "github" in r.err and "Traceback" not in r.err
+    doc = json.loads(run_kit("rules", "--format", "json").out)
+    assert doc and all({"id", "severity"} <= set(rule) for rule in doc)
+
+
+@pytest.fixture
+def stale(tmp_path: Path) -> Path:
+    """A copy of a library profile whose lockfile no longer matches it."""
+    (tmp_path / ".git").mkdir()
+    prof = tmp_path / "profiles"
+    prof.mkdir()
+    shutil.copytree(PROFILES / "schemas", prof / "schemas")
+    shutil.copy(PROFILES / "qwen25-a10g.lock", prof)
+    text = (PROFILES / "qwen25-a10g.toml").read_text()
+    (prof / "qwen25-a10g.toml").write_text(text.replace('transformers = "4.53.0"', 'transformers = "4.53.1"'))
+    return tmp_path
+
+
+def test_stale_lock_is_exit_1_in_every_command_that_uses_it(stale: Path):
+    p = "profiles/qwen25-a10g.toml"
+    for args in (["lock", "--check"], ["render", p, "-o", str(stale / "out")], ["deploy", "--dry-run", p]):
+        r = run_kit(*args, cwd=stale)
+        assert r.code == 1, (args, r.out, r.err)
+        assert "stale" in (r.out + r.err) and "kit lock" in (r.out + r.err) and "Traceback" not in r.err
+    # check still checks the pins, and says the closure was not checked.
+    c = run_kit("check", p, cwd=stale)
+    assert c.code == 0 and "stale" in c.out
+
+
+def test_lock_check_fmt_check_and_render_speak_json(stale: Path, tmp_path: Path):
+    r = run_kit("lock", "--check", "--format", "json", cwd=stale)
+    doc = json.loads(r.out)
+    assert r.code == 1 and doc["not_fresh"] == 1 and doc["lockfiles"][0]["state"] == "stale"
+    assert doc["lockfiles"][0]["fix"] == "kit lock profiles/qwen25-a10g.toml"
+    f = run_kit("fmt", "--check", "--format", "json", cwd=stale)
+    assert f.code == 0 and json.loads(f.out) == {"version": 1, "would_reformat": [], "canonical": 1, "invalid": []}
+    out = tmp_path / "bundle"
+    rr = run_kit("render", str(PROFILES / "qwen25-a10g.toml"), "-o", str(out), "--format", "json")
+    doc = json.loads(rr.out)
+    assert rr.code == 0 and doc["locked"] is True and sorted(doc["files"]) == sorted(p.name for p in out.iterdir())
+    assert re.fullmatch(r"[0-9a-f]{64}", doc["bundle_hash"])
+    assert run_kit("lock", "--format", "json", cwd=stale).code == 2  # json is for --check
+
+
+def test_unformatted_file_in_fmt_json(tree):
+    root = tree({"profiles/p.toml": BASE_PROFILE.replace('name = "base"', 'name   =   "base"')})
+    r = run_kit("fmt", "--check", "--format", "json", cwd=root)
+    assert r.code == 1 and json.loads(r.out)["would_reformat"] == ["profiles/p.toml"]
+
+
+def test_invalid_profile_json_file_is_a_path(tree):
+    root = tree({"profiles/bad.toml": 'name = "x"\n[gpu\n'})
+    r = run_kit("check", "profiles/bad.toml", "--format", "json", cwd=root)
+    [bad] = json.loads(r.out)["invalid"]
+    assert r.code == 2 and bad["file"] == "profiles/bad.toml" and (bad["line"], bad["column"]) == (2, 5)
+    assert bad["message"].startswith("profiles/bad.toml:2:5: invalid TOML")
+    gh = run_kit("check", "profiles/bad.toml", "--format", "github", cwd=root)
+    assert "::error file=profiles/bad.toml,line=2,col=5," in gh.out
+
+
+def test_init_lists_and_creates_a_profile_that_passes_check(tmp_path: Path):
+    (tmp_path / ".git").mkdir()
+    listed = run_kit("init", "--list", cwd=tmp_path)
+    assert listed.code == 0 and "qwen25-h200-vllm020" in listed.out
+    r = run_kit("init", "profiles/mine.toml", "--gpu", "l40s", "--model", "Qwen/Qwen2.5-Coder-7B-Instruct", cwd=tmp_path)
+    assert r.code == 0, r.out + r.err
+    text = (tmp_path / "profiles" / "mine.toml").read_text()
+    assert 'name = "mine"' in text and 'type = "L40S"' in text and text.startswith("# Made by `kit init`")
+    assert (tmp_path / "profiles" / "schemas" / "ir-v1.json").is_file()
+    check = run_kit("check", "profiles/mine.toml", "--format", "json", cwd=tmp_path)
+    assert check.code == 0 and json.loads(check.out)["summary"]["error"] == 0
+    # Not over an existing file without --force.
+    again = run_kit("init", "profiles/mine.toml", cwd=tmp_path)
+    assert again.code == 2 and "exists" in again.err
+
+
+def test_init_another_model_drops_the_examples_revision(tmp_path: Path):
+    (tmp_path / ".git").mkdir()
+    r = run_kit("init", "profiles/m.toml", "--model", "Qwen/Qwen2.5-Coder-1.5B-Instruct", cwd=tmp_path)
+    text = (tmp_path / "profiles" / "m.toml").read_text()
+    assert r.code == 0, r.err
+    assert "Qwen2.5-Coder-1.5B-Instruct" in text and "revision" not in text
+
+
+def test_init_refuses_a_combination_with_errors_and_leaves_nothing(tmp_path: Path):
+    (tmp_path / ".git").mkdir()
+    r = run_kit("init", "profiles/t4.toml", "--gpu", "T4", cwd=tmp_path)
+    assert r.code == 1 and "gpu-bf16-unsupported" in r.out and "not written" in r.err
+    assert not (tmp_path / "profiles" / "t4.toml").exists()
+    bad = run_kit("init", "profiles/x.toml", "--gpu", "Z100", cwd=tmp_path)
+    assert bad.code == 2 and "--gpu" in bad.err and "Traceback" not in bad.err
+
+
+def test_no_profiles_points_at_init(tmp_path: Path):
+    (tmp_path / ".git").mkdir()
+    r = run_kit("check", cwd=tmp_path)
+    assert r.code == 2 and "kit init" in r.err
+
+
+def test_wheel_ships_examples_and_templates(tmp_path: Path):
+    """The built wheel carries the example profiles (kit init) and the templates (kit render)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from tests.conftest import REPO
+
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(REPO)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    [wheel] = tmp_path.glob("kit_inference-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "kit/examples/qwen25-h200-vllm020.toml" in names and "kit/examples/schemas/ir-v1.json" in names
+    assert "kit/templates/app.py.j2" in names
