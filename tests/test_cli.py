@@ -154,3 +154,28 @@ def test_wheel_ships_examples_and_templates(tmp_path: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "kit/examples/qwen25-h200-vllm020.toml" in names and "kit/examples/schemas/ir-v1.json" in names
     assert "kit/templates/app.py.j2" in names
+
+
+def test_schema_validates_children_as_partial_profiles(tmp_path: Path):
+    """`kit schema` through a real validator (jsonschema, what check-jsonschema runs), on real files."""
+    import tomllib
+
+    import jsonschema
+
+    r = run_kit("schema")
+    schema = json.loads(r.out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    v = jsonschema.Draft202012Validator(schema)
+    children = 0
+    for path in sorted(PROFILES.glob("*.toml")):
+        data = tomllib.loads(path.read_text())
+        children += "extends" in data
+        assert not list(v.iter_errors(data)), path
+    assert children >= 1  # the library has profiles that extend another
+    # A child names only what it changes; a file that stands alone needs every required key.
+    assert not list(v.iter_errors({"extends": "base.toml", "model": {"max_model_len": 4096}}))
+    missing = {e.message for e in v.iter_errors({"name": "x", "model": {"max_model_len": 4096}})}
+    assert "'gpu' is a required property" in missing and "'id' is a required property" in missing
+    # GPU types are enumerated, versions patterned, unknown keys refused, in children too.
+    bad = [e.message for e in v.iter_errors({"extends": "b.toml", "gpu": {"type": "Z100"}, "packages": {"vllm": ">=0.9"}, "bogus": 1})]
+    assert any("'Z100' is not one of" in m for m in bad) and any("does not match" in m for m in bad) and any("bogus" in m for m in bad)
