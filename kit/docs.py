@@ -34,7 +34,10 @@ def profile_json_schema() -> dict[str, Any]:
     full = Profile.model_json_schema(by_alias=True)
     defs = full.pop("$defs", {})
     defs["Gpu"]["properties"]["type"]["enum"] = gpus().all_names()
-    full["properties"]["packages"]["additionalProperties"] = {"type": "string", "pattern": VERSION_PATTERN}
+    packages = full["properties"]["packages"]
+    name_pattern = next(iter(packages.pop("patternProperties")))
+    packages["propertyNames"] = {"pattern": name_pattern}
+    packages["additionalProperties"] = {"type": "string", "pattern": VERSION_PATTERN}
     partial = _without_required(copy.deepcopy(full))
     partial_defs = {f"{name}Partial": _without_required(copy.deepcopy(d)) for name, d in defs.items()}
     return {

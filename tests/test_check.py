@@ -193,4 +193,5 @@ def test_schema_command_prints_the_json_schema():
     result = run_kit("schema")
     schema = json.loads(result.out)
     assert schema["additionalProperties"] is False
-    assert {"app", "model", "gpu", "image", "packages", "engine"} <= set(schema["required"])
+    assert "required" not in schema and schema["if"] == {"required": ["extends"]}  # a child profile is partial
+    assert {"app", "model", "gpu", "image", "packages", "engine"} <= set(schema["$defs"]["Profile"]["required"])
