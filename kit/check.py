@@ -60,6 +60,7 @@ class Report:
     findings: list[Finding]
     closure_checked: bool
     notes: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)  # "gpu.type = T4 (from KIT_GPU__TYPE)"
 
     def active(self) -> list[Finding]:
         return [f for f in self.findings if f.allowed is None]
@@ -78,6 +79,7 @@ class Report:
             "summary": {s: self.count(s) for s in ("error", "warning", "info")},
             "findings": [f.as_dict() for f in self.findings],
             "notes": self.notes,
+            "overrides": self.overrides,
         }
 
 
@@ -165,7 +167,7 @@ def check(loaded: LoadedProfile, closure: Closure | None = None, closure_note: s
     notes = []
     if closure is None:
         notes.append(closure_note or "closure not checked: no lockfile, so only the pinned packages were checked (run `kit lock`)")
-    return Report(profile=loaded.display, name=loaded.profile.name, findings=findings, closure_checked=closure is not None, notes=notes)
+    return Report(profile=loaded.display, name=loaded.profile.name, findings=findings, closure_checked=closure is not None, notes=notes, overrides=loaded.override_notes())
 
 
 def _apply_allows(loaded: LoadedProfile, findings: list[Finding]) -> None:

@@ -5,6 +5,8 @@ Every failure is a ProfileError naming the file, the key and the fix.
 
 from __future__ import annotations
 
+import json
+
 import difflib
 import hashlib
 import os
@@ -46,6 +48,16 @@ class LoadedProfile:
             return path.resolve().relative_to(self.root).as_posix()
         except ValueError:
             return str(path)
+
+    def override_notes(self) -> list[str]:
+        """One line per KIT_* override in force: `gpu.type = T4 (from KIT_GPU__TYPE)`."""
+        out = []
+        for key, var in sorted(self.overrides.items()):
+            value: Any = self.profile.model_dump(mode="json", by_alias=True)
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            out.append(f"{key} = {json.dumps(value) if not isinstance(value, str) else value} (from {var})")
+        return out
 
     def file_of(self, key: str) -> str:
         """The file that set `key` (or its nearest parent key), for error messages and findings."""

@@ -151,6 +151,8 @@ def _text(reports: list[Report], bad: list[KitError], strict: bool, verbose: boo
         active = r.active()
         status = ("FAIL", "bold red") if r.failed(strict) else ("ok", "green")
         out.line(status, " ", (r.profile, "bold"), " ", (f"({r.name})", "dim"))
+        for line in r.overrides:
+            out.line("  ", (f"override: {line}", "magenta"))
         for f in r.findings:
             for segments in _finding_lines(f, verbose):
                 out.line(*segments)

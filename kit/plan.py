@@ -104,7 +104,7 @@ def make(*, loaded: LoadedProfile, bundle_hash: str, bundle_files: list[str], cu
     """The plan's comparison part: `kit diff` of the current revision's stored profile and `loaded`."""
     from kit.diff import diff
 
-    notes: list[str] = []
+    notes: list[str] = [f"override: {line}" for line in loaded.override_notes()]
     compared = _compare(current, loaded, notes) if current is not None else None
     changes, old = compared or (diff(None, loaded), None)
     app = loaded.profile.app
