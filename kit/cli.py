@@ -185,7 +185,11 @@ def lock(
     from kit.resolve import IndexUnreachable, lock_profile
 
     code = EXIT_OK
-    for path in paths:
+    progress = sys.stderr.isatty() and len(paths) > 1
+    for i, path in enumerate(paths, 1):
+        if progress:
+            sys.stderr.write(f"[{i}/{len(paths)}] locking {path} ...\n")
+            sys.stderr.flush()
         try:
             loaded = load(path)
             result = lock_profile(loaded, upgrade=upgrade_package or (), upgrade_all=upgrade, verbose=verbose)

@@ -201,7 +201,20 @@ def rules_markdown() -> str:
 GENERATED = {"docs/profile.md": profile_markdown, "docs/rules.md": rules_markdown}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """`python -m kit.docs [--check]`: write the generated docs, or (--check) exit 1 naming the stale ones."""
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help"):
+        sys.stdout.write("usage: python -m kit.docs [--check]\n\nRegenerate " + ", ".join(GENERATED) + " from kit's models and data.\n  --check  write nothing; exit 1 when a file is stale\n")
+        return
+    if args and args[0] == "--check":
+        stale = [rel for rel, make in GENERATED.items() if (ROOT / rel).read_text(encoding="utf-8") != make()]
+        for rel in stale:
+            sys.stdout.write(f"stale: {rel} (run `python -m kit.docs`)\n")
+        raise SystemExit(1 if stale else 0)
+    if args:
+        sys.stderr.write(f"python -m kit.docs: unknown argument {args[0]!r} (--help)\n")
+        raise SystemExit(2)
     for rel, make in GENERATED.items():
         (ROOT / rel).write_text(make(), encoding="utf-8")
         sys.stdout.write(f"wrote {rel}\n")

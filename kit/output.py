@@ -19,10 +19,15 @@ JSON_VERSION = 1
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
+def no_color() -> bool:
+    """NO_COLOR (https://no-color.org), set to anything but empty, removes every style, not only colours."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, color_system=None if no_color() else "auto")
 
 
 Segment = str | tuple[str, str]  # text, or (text, rich style)
@@ -38,7 +43,7 @@ class _Lines:
     def __init__(self, stderr: bool = False):
         self.stream = sys.stderr if stderr else sys.stdout
         self.console = None
-        if self.stream.isatty() or os.environ.get("FORCE_COLOR"):
+        if (self.stream.isatty() or os.environ.get("FORCE_COLOR")) and not no_color():
             self.console = _console(stderr)
 
     def line(self, *segments: Segment) -> None:

@@ -179,3 +179,63 @@ def test_schema_validates_children_as_partial_profiles(tmp_path: Path):
     # GPU types are enumerated, versions patterned, unknown keys refused, in children too.
     bad = [e.message for e in v.iter_errors({"extends": "b.toml", "gpu": {"type": "Z100"}, "packages": {"vllm": ">=0.9"}, "bogus": 1})]
     assert any("'Z100' is not one of" in m for m in bad) and any("does not match" in m for m in bad) and any("bogus" in m for m in bad)
+
+
+def test_no_color_removes_all_styling_on_a_terminal(tmp_path: Path):
+    """Under a real pseudo-terminal kit styles its output; NO_COLOR removes every escape sequence."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    def under_tty(extra: dict[str, str]) -> str:
+        master, slave = pty.openpty()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KIT_") and k != "NO_COLOR"}
+        env.update({"KIT_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200", "TERM": "xterm-256color", **extra})
+        proc = subprocess.run([sys.executable, "-m", "kit", "check", str(PROFILES / "qwen25-a10g.toml")], stdin=slave, stdout=slave, stderr=slave, env=env, timeout=60)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(master)
+        assert proc.returncode == 0
+        return b"".join(chunks).decode()
+
+    assert "\x1b[" in under_tty({})
+    plain = under_tty({"NO_COLOR": "1"})
+    assert "\x1b[" not in plain and "qwen25-a10g" in plain
+
+
+def test_docs_module_help_writes_nothing(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    before = {p: p.read_bytes() for p in (REPO / "docs").glob("*.md")}
+    r = subprocess.run([sys.executable, "-m", "kit.docs", "--help"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0 and "usage" in r.stdout
+    assert {p: p.read_bytes() for p in (REPO / "docs").glob("*.md")} == before
+    assert subprocess.run([sys.executable, "-m", "kit.docs", "--check"], capture_output=True, cwd=REPO).returncode == 0
+
+
+def test_history_truncates_long_cells_instead_of_wrapping(monkeypatch, capsys):
+    from kit import deploy_view
+    from tests.test_history import revision
+
+    monkeypatch.setenv("COLUMNS", "160")
+    monkeypatch.setenv("NO_COLOR", "1")
+    long_error = "modal deploy failed: " + "x" * 400
+    revs = [revision(number=1, status="failed", error=long_error, created_by="someone-with-a-very-long-name@" + "y" * 80), revision(number=2, status="deployed")]
+    deploy_view.print_history(revs, "text")
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
+    rows = [ln for ln in lines if ln.startswith(("r1 ", "r2 "))]
+    assert len(rows) == 2  # one line per revision: nothing wrapped onto a second line
+    assert all(len(ln) <= 160 for ln in lines)
+    assert "…" in rows[0] and "x" * 200 not in rows[0] and "failed" in rows[0] and "deployed" in rows[1]
