@@ -180,8 +180,8 @@ def print_history(revs: list[Revision], fmt: str, bench: dict[tuple[str, int], B
         return
     headers = ("rev", "status", "kind", "when (UTC)", "by", "bundle", "modal", "commit", "bench (latest)", "note")
     for app in dict.fromkeys(r.app for r in revs):
-        # One line per revision (--format json has every cell whole): who and bench are cut to a width
-        # with an ellipsis, and the note takes what the terminal has left.
+        # One line per revision (--format json has every cell whole): who is cut to a width with an
+        # ellipsis, and the note takes what the terminal has left.
         rows = []
         for r in revs:
             if r.app != app:
@@ -189,7 +189,7 @@ def print_history(revs: list[Revision], fmt: str, bench: dict[tuple[str, int], B
             cells = _revision_line(r)
             cells[4] = _cut(cells[4], 20)
             run = bench.get((r.app, r.number))
-            cells.append(_cut(bench_line(run), 28) if run else "-")
+            cells.append(bench_line(run) if run else "-")
             rows.append((r, cells, " ".join((r.error or ("smoke ok" if r.smoke and r.smoke.get("ok") else "")).split())))
         widths = [max(len(h), *(len(c[i]) for _, c, _ in rows)) for i, h in enumerate(headers[:-1])]
         room = max(12, con.width - sum(widths) - 2 * len(headers))

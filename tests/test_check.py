@@ -162,7 +162,7 @@ def test_json_format_is_stable(tree):
     assert doc["version"] == 1
     assert set(doc["summary"]) == {"error", "warning", "info", "profiles", "invalid"}
     (prof,) = doc["profiles"]
-    assert set(prof) == {"profile", "name", "closure_checked", "summary", "findings", "notes"}
+    assert set(prof) == {"profile", "name", "closure_checked", "summary", "findings", "notes", "overrides"}
     finding = next(f for f in prof["findings"] if f["rule"] == "gpu-memory-kv-cache")
     assert set(finding) == {"rule", "severity", "summary", "why", "fix", "keys", "sources", "file", "allowed"}
     assert finding["file"] == "profiles/p.toml" and finding["sources"]

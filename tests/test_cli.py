@@ -239,3 +239,37 @@ def test_history_truncates_long_cells_instead_of_wrapping(monkeypatch, capsys):
     assert len(rows) == 2  # one line per revision: nothing wrapped onto a second line
     assert all(len(ln) <= 160 for ln in lines)
     assert "…" in rows[0] and "x" * 200 not in rows[0] and "failed" in rows[0] and "deployed" in rows[1]
+
+
+def _variant(tree, **pins: str) -> tuple[Path, str]:
+    text = BASE_PROFILE
+    for old, new in pins.items():
+        text = text.replace(old, new)
+    return tree({"profiles/p.toml": text}), "profiles/p.toml"
+
+
+def test_short_version_is_read_as_exact_with_a_warning(tree):
+    root, p = _variant(tree, **{'vllm = "0.9.2"': 'vllm = "0.9"'})
+    doc = json.loads(run_kit("check", p, "--format", "json", cwd=root).out)
+    [f] = [f for f in doc["profiles"][0]["findings"] if f["rule"] == "pin-version-abbreviated"]
+    assert f["severity"] == "warning" and "0.9.0 exactly" in f["summary"] and "0.9.2" in f["summary"]
+    # The metadata is looked up by the normalised version: vllm 0.9.0's pins are compared (no "not recorded").
+    assert not any(x["rule"] == "metadata-not-recorded" for x in doc["profiles"][0]["findings"])
+
+
+def test_a_version_never_released_and_a_misspelt_name(tree):
+    root, p = _variant(tree, **{'xgrammar = "0.1.19"': 'xgrammar = "0.1.77"', 'transformers = "4.53.0"': 'transformers = "4.53.0"\ntokenizer = "0.21.1"'})
+    doc = json.loads(run_kit("check", p, "--format", "json", cwd=root).out)
+    rules = {f["rule"]: f for f in doc["profiles"][0]["findings"]}
+    assert rules["pin-no-such-release"]["severity"] == "error" and "xgrammar 0.1.77" in rules["pin-no-such-release"]["summary"]
+    assert "did you mean tokenizers?" in rules["package-name-unknown"]["summary"]
+    # A real release far past kit's store is not judged (it may be newer than the last refresh).
+    root2, p2 = _variant(tree, **{'xgrammar = "0.1.19"': 'xgrammar = "99.0.0"'})
+    doc2 = json.loads(run_kit("check", p2, "--format", "json", cwd=root2).out)
+    assert not any(f["rule"] == "pin-no-such-release" for f in doc2["profiles"][0]["findings"])
+
+
+def test_lowercase_gpu_accepted_with_a_note(tree):
+    root, p = _variant(tree, **{'type = "A10G"': 'type = "a10g"'})
+    r = run_kit("check", p, cwd=root)
+    assert r.code == 0 and "gpu.type 'a10g' is read as A10G" in r.out
