@@ -59,6 +59,7 @@ class Report:
     findings: list[Finding]
     closure_checked: bool
     notes: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)  # "gpu.type = T4 (from KIT_GPU__TYPE)"
 
     def active(self) -> list[Finding]:
         return [f for f in self.findings if f.allowed is None]
@@ -77,6 +78,7 @@ class Report:
             "summary": {s: self.count(s) for s in ("error", "warning", "info")},
             "findings": [f.as_dict() for f in self.findings],
             "notes": self.notes,
+            "overrides": self.overrides,
         }
 
 
@@ -153,9 +155,12 @@ def check(loaded: LoadedProfile, closure: Closure | None = None, closure_note: s
     order = {"error": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: (order[f.severity], f.rule))
     notes = []
+    gpu = catalog.gpus().find(loaded.profile.gpu.type)
+    if gpu is not None and loaded.profile.gpu.type != gpu.name:
+        notes.append(f"gpu.type {loaded.profile.gpu.type!r} is read as {gpu.name} (kit's name for it)")
     if closure is None:
         notes.append(closure_note or "closure not checked: no lockfile, so only the pinned packages were checked (run `kit lock`)")
-    return Report(profile=loaded.display, name=loaded.profile.name, findings=findings, closure_checked=closure is not None, notes=notes)
+    return Report(profile=loaded.display, name=loaded.profile.name, findings=findings, closure_checked=closure is not None, notes=notes, overrides=loaded.override_notes())
 
 
 def _apply_allows(loaded: LoadedProfile, findings: list[Finding]) -> None:
@@ -228,6 +233,7 @@ class _Computed:
         self.engine_package()
         self.attention_backend()
         self.pins_against_metadata()
+        self.pin_versions()
         self.built_from_source()
         self.gpu_count()
         self.tensor_parallel()
@@ -277,6 +283,13 @@ class _Computed:
                 effect=row["on_unknown"],
                 match="exactly" if row["case_sensitive"] else "ignoring case",
             )
+
+    def pin_versions(self) -> None:
+        """Each pin against the releases the store recorded (kit/pins.py)."""
+        from kit.pins import problems
+
+        for problem in problems(self.p.packages):
+            self.emit(problem.rule, keys=[f"packages.{problem.package}"], **problem.values)
 
     def pins_against_metadata(self) -> None:
         """Each pin against the Requires-Dist and Requires-Python its fellow pins declare."""
