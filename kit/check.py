@@ -237,6 +237,7 @@ class _Computed:
     def run(self) -> list[Finding]:
         self.engine_package()
         self.attention_backend()
+        self.structured_output_backend()
         self.pins_against_metadata()
         self.built_from_source()
         self.gpu_count()
@@ -287,6 +288,17 @@ class _Computed:
                 effect=row["on_unknown"],
                 match="exactly" if row["case_sensitive"] else "ignoring case",
             )
+
+    def structured_output_backend(self) -> None:
+        """structured_output.backend against what kit measured for the pinned release (kit.structured_output)."""
+        from kit.structured_output import measured_finding
+
+        if {"structured_outputs_config", "guided_decoding_backend", "grammar_backend"} & set(self.p.engine.args):
+            return  # engine.args chooses the backend itself: kit renders that, not structured_output.backend
+        pkg = ENGINE_PACKAGE[self.p.engine.name]
+        values = measured_finding(self.p.engine.name, self.p.version(pkg), self.p.structured_output.backend)
+        if values is not None:
+            self.emit("structured-output-backend-measured", package=pkg, version=self.p.version(pkg), **values)
 
     def pins_against_metadata(self) -> None:
         """Each pin against the Requires-Dist and Requires-Python its fellow pins declare."""

@@ -235,8 +235,8 @@ def _chat(llm: ast.ClassDef) -> dict:
     """LLM.chat: its parameters, and whether it takes a batch (a list of conversations with a list of SamplingParams).
 
     Read from the annotations: messages `list[list[ChatCompletionMessageParam]]` (or `Sequence[list[...]]`), and
-    sampling_params `list[SamplingParams]` (or `Sequence[SamplingParams]`). kit's class-mode Engine batches
-    concurrent requests into one chat call only where both are there ([[api]] chat_batch).
+    sampling_params `list[SamplingParams]` (or `Sequence[SamplingParams]`). Recorded for reference: kit's
+    class-mode Engine now drives the async engine (async_engine below), not LLM.chat.
     """
     messages = _annotation(llm, "chat", "messages") or ""
     sampling = _annotation(llm, "chat", "sampling_params") or ""
