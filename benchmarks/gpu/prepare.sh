@@ -45,7 +45,6 @@ cp "$shape/config.json" "$shape/tokenizer_config.json" "$k/model/"
 for f in tokenizer.json vocab.json merges.txt; do xz -T0 -6 -c "$tokenizer/$f" > "$k/model/$f.xz"; done
 cp -r kit templates pyproject.toml "$k/src/"
 mkdir -p "$k/src/benchmarks/gpu" "$k/src/profiles/schemas"
-cp benchmarks/__init__.py "$k/src/benchmarks/" 2>/dev/null || true
 cp benchmarks/gpu/*.py benchmarks/gpu/*.sh "$k/src/benchmarks/gpu/"
 cp profiles/schemas/*.json "$k/src/profiles/schemas/"
 find "$k/src" -name __pycache__ -prune -exec rm -rf {} +
