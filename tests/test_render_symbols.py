@@ -127,7 +127,8 @@ def fake_vllm(release: dict) -> dict[str, types.ModuleType]:
         """The prompt round-trips through the token ids, so the stand-in engine can echo it."""
 
         @classmethod
-        def from_pretrained(cls, name, revision=None):
+        def from_pretrained(cls, name, revision=None, trust_remote_code=False):
+            assert name.startswith("Qwen/") and revision, (name, revision)  # the engine's model, at its pinned revision
             return cls()
 
         def apply_chat_template(self, messages, tokenize, add_generation_prompt):

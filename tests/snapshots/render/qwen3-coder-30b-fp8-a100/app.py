@@ -102,7 +102,9 @@ class Engine:
         # The chat template is applied here, as LLM.chat does: rendered as text, then tokenized without
         # special tokens, at the revision the engine loads.
         self.tokenizer = AutoTokenizer.from_pretrained(
-            kwargs.get("tokenizer") or kwargs["model"], revision=kwargs.get("tokenizer_revision") or kwargs.get("revision")
+            kwargs.get("tokenizer") or kwargs["model"],
+            revision=kwargs.get("tokenizer_revision") or kwargs.get("revision"),
+            trust_remote_code=bool(kwargs.get("trust_remote_code", False)),
         )
         self.request_ids = itertools.count()
 
