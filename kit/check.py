@@ -232,6 +232,7 @@ class _Computed:
     def run(self) -> list[Finding]:
         self.engine_package()
         self.attention_backend()
+        self.structured_output_backend()
         self.pins_against_metadata()
         self.pin_versions()
         self.built_from_source()
@@ -290,6 +291,17 @@ class _Computed:
 
         for problem in problems(self.p.packages):
             self.emit(problem.rule, keys=[f"packages.{problem.package}"], **problem.values)
+
+    def structured_output_backend(self) -> None:
+        """structured_output.backend against what kit measured for the pinned release (kit.structured_output)."""
+        from kit.structured_output import measured_finding
+
+        if {"structured_outputs_config", "guided_decoding_backend", "grammar_backend"} & set(self.p.engine.args):
+            return  # engine.args chooses the backend itself: kit renders that, not structured_output.backend
+        pkg = ENGINE_PACKAGE[self.p.engine.name]
+        values = measured_finding(self.p.engine.name, self.p.version(pkg), self.p.structured_output.backend)
+        if values is not None:
+            self.emit("structured-output-backend-measured", package=pkg, version=self.p.version(pkg), **values)
 
     def pins_against_metadata(self) -> None:
         """Each pin against the Requires-Dist and Requires-Python its fellow pins declare."""
