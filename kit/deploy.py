@@ -275,6 +275,8 @@ def _deploy_and_smoke(ctx: Context, rev: Revision, run: Callable[[Path], DeployR
         return Outcome(False, history.get(app, rev.number), [f"r{rev.number} failed: {exc.message}", *([f"fix: {exc.fix}"] if exc.fix else [])])
     except BaseException as exc:  # Ctrl-C, SIGTERM or a bug: never leave the revision pending behind a released lock
         history.mark_failed(app, rev.number, f"interrupted: {type(exc).__name__}: {exc}".rstrip(": "))
+        if isinstance(exc, KeyboardInterrupt):
+            ctx.echo(f"interrupted ({exc or 'Ctrl-C'}): r{rev.number} marked failed, the deploy stopped; `kit status {app}` shows what Modal serves")
         raise
     ctx.echo(f"Modal accepted r{rev.number}" + (f" as {result.version}" if result.version else " (version unknown)") + (f"; {result.note}" if result.note else ""))
     try:
