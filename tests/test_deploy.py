@@ -446,6 +446,8 @@ def test_two_deploys_race_for_one_app(state, fake, profile):
         # issue 13 item 2: --break-lock never takes the lock of a deploy that still runs, and says who holds it.
         code, _, err = kit("deploy", str(profile), "--yes", "--break-lock", env=env)
         assert code == 1 and f"pid {first.pid} on " in err and "--break-lock never takes a lock from a process that still runs" in err
+        code, out, _ = kit("status", "ir-generator", env=env)  # who holds the lock, on either backend
+        assert f"lock     held by pid {first.pid} on " in out and "(kit deploy " in out
         (fake.dir / "release").write_text("go")
         out, err = first.communicate(timeout=60)
         assert first.returncode == 0, err

@@ -421,3 +421,24 @@ def test_secret_looking_values_are_masked_in_the_history(state, fake, tmp_path):
     h.mark_deployed("ir-generator", 2)
     back = kd.rollback("ir-generator", context(h), to=1)
     assert not back.ok and "cannot be redeployed: kit masked its secret-looking values (engine.args.api_key, image.env.HF_TOKEN)" in back.messages[0]
+
+
+@pytest.mark.postgres
+def test_migrate_masks_secrets_an_older_kit_stored_in_clear(postgres_schema, tmp_path):
+    token = "hf_" + "Q1w2E3r4T5y6U7i8O9p0A1s2"
+    local = History.open(tmp_path / "local")
+    deployed(local, "1" * 64)
+    # As a kit before masking stored it: the value in the profile and in the rendered app.
+    local.db.execute(
+        "UPDATE revisions SET profile_json = ?, bundle_files = ?",
+        (json.dumps({"app": {"name": "app"}, "image": {"env": {"HF_TOKEN": token}}}, sort_keys=True), json.dumps({"app.py": f"ENV = {{'HF_TOKEN': {token!r}}}\n"})),
+    )
+    local.close()
+    env = {"KIT_STATE_DIR": str(tmp_path / "local")}
+    for action in ("copied", "already there"):
+        code, out, err = kit("state", "migrate", "--to", postgres_schema, env=env)
+        assert code == 0 and f"app: {action}" in out, err
+    shared = open_history(parse(postgres_schema, "test"), readonly=True)
+    stored = json.dumps([list(r) for r in shared._query("SELECT * FROM revisions")])
+    assert token not in stored and shared.get("app", 1).redacted == ["image.env.HF_TOKEN"]
+    shared.close()

@@ -6,6 +6,9 @@ already holds identically is left as it is; one it holds differently is refused,
 difference, and nothing of that app is written. Verified after the copy: for every app, the counts
 and a SHA-256 over the rows (ids left out, bench runs keyed by their revision's number) are equal on
 both sides, or the command fails.
+
+A revision recorded before kit masked secret-looking values (kit.state.redact) is masked on its way
+into the shared store: what is compared is the source as the target must hold it.
 """
 
 from __future__ import annotations
@@ -59,6 +62,28 @@ def app_rows(history: History, app: str, columns: dict[str, list[str]]) -> dict[
     return out
 
 
+def _masked(row: dict[str, Any]) -> dict[str, Any]:
+    """A revision row with its secret-looking values masked, as record_pending would have stored it."""
+    from kit.state.redact import redact
+
+    try:
+        profile, texts, bundle, manifest = (json.loads(row[c]) for c in ("profile_json", "profile_texts", "bundle_files", "manifest"))
+    except (KeyError, TypeError, ValueError):
+        return row  # a damaged row is copied as it is: kit history names it on either side
+    keys, profile, texts, bundle, manifest = redact(profile, texts, bundle, manifest)
+    if not keys:
+        return row
+    already = json.loads(row.get("redacted") or "[]") if "redacted" in row else []
+    return {
+        **row,
+        "profile_json": json.dumps(profile, sort_keys=True),
+        "profile_texts": json.dumps(texts, sort_keys=True),
+        "bundle_files": json.dumps(bundle, sort_keys=True),
+        "manifest": json.dumps(manifest, sort_keys=True),
+        **({"redacted": json.dumps(sorted(set(already) | set(keys)))} if "redacted" in row else {}),
+    }
+
+
 def digest(rows: dict[str, list[dict[str, Any]]]) -> str:
     return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -73,6 +98,7 @@ def migrate(source: History, target: History, source_name: str, target_name: str
     report = MigrationReport(source_name, target_name)
     for app in _apps(source):
         rows = app_rows(source, app, shared)
+        rows["revisions"] = [_masked(r) for r in rows["revisions"]]
         there = app_rows(target, app, shared)
         if there["revisions"]:
             if there != rows:
