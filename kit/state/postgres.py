@@ -58,7 +58,9 @@ class PostgresConnection:
         self.database_errors = (psycopg.Error,)
         self.integrity_errors = (psycopg.IntegrityError,)
         try:
-            self.db = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="kit")
+            # Keepalives: a deploy holds its lock's connection idle through a long image build; they keep
+            # NATs and firewalls from dropping it, and notice a server that went away.
+            self.db = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="kit", keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
         except psycopg.Error as exc:
             raise self.explain(exc) from None
         self.db.row_factory = _rows
