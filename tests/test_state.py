@@ -442,3 +442,33 @@ def test_migrate_masks_secrets_an_older_kit_stored_in_clear(postgres_schema, tmp
     stored = json.dumps([list(r) for r in shared._query("SELECT * FROM revisions")])
     assert token not in stored and shared.get("app", 1).redacted == ["image.env.HF_TOKEN"]
     shared.close()
+
+
+@pytest.mark.postgres
+def test_a_read_only_postgres_store_refuses_a_deploy_and_still_reads(postgres_schema, fake, profile):
+    # The PostgreSQL side of test_read_only_state_file: every transaction of this session is read-only.
+    h = open_history(parse(postgres_schema, "test"))
+    assert kd.deploy(kd.prepare(load(profile)), context(h), atomic=False).ok
+    h.close()
+    read_only = f"{postgres_schema}%20-cdefault_transaction_read_only%3Don"  # appended to the schema's options=
+    env = {**fake.env(), "KIT_STATE_URL": read_only}
+    code, out, err = kit("deploy", str(profile), "--yes", env=env)
+    assert code == 2 and "read-only transaction" in err and "nothing was changed" in err and "Traceback" not in err
+    assert len(fake.read()["deploys"]) == 1
+    assert history_rows(env) == [(1, "deployed")]
+
+
+@pytest.mark.postgres
+def test_tables_in_the_schema_that_are_not_kits_are_left_untouched(postgres_schema):
+    import psycopg
+
+    with psycopg.connect(postgres_schema, autocommit=True) as other:
+        other.execute("CREATE TABLE revisions (id int, body text)")
+        other.execute("INSERT INTO revisions VALUES (1, 'theirs')")
+    code, _, err = kit("history", env={"KIT_STATE_URL": postgres_schema})
+    assert code == 2 and "holds tables named as kit's (revisions) that kit did not make; kit left them untouched" in err
+    with pytest.raises(HistoryError, match="kit left them untouched"):
+        open_history(parse(postgres_schema, "test"))
+    with psycopg.connect(postgres_schema, autocommit=True) as other:
+        assert other.execute("SELECT body FROM revisions").fetchall() == [("theirs",)]
+        assert other.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()").fetchone()[0] == 1

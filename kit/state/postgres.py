@@ -15,6 +15,7 @@ import hashlib
 from typing import Any
 
 from kit.state.base import StoreError, mask_text, mask_url
+from kit.state.schema import KIT_TABLES
 
 CONNECT_TIMEOUT_S = 10
 
@@ -71,6 +72,13 @@ class PostgresConnection:
         if self.schema is None:
             self.db.close()
             raise StoreError(f"the search_path of {self.where} names no schema that exists", fix="create the schema, or fix `options=-csearch_path=...` in the URL")
+        ours = {r[0] for r in self.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")} & KIT_TABLES
+        if ours and "_kit_migrations" not in ours:
+            self.db.close()
+            raise StoreError(
+                f"schema {self.schema} of {self.where} holds tables named as kit's ({', '.join(sorted(ours))}) that kit did not make; kit left them untouched",
+                fix="give kit a schema of its own: add `options=-csearch_path=kit` to the URL (docs/state.md)",
+            )
 
     def explain(self, exc: BaseException) -> StoreError:
         import psycopg
