@@ -427,14 +427,17 @@ def fmt(
 
 
 def _history(readonly: bool):
-    """The deploy history under KIT_STATE_DIR; None for a read-only look when none exists yet."""
-    from kit.history import History
-    from kit.settings import Settings
+    """The deploy history in the configured store (kit.state); None for a read-only look when none exists yet."""
+    from kit.state import open_history
 
-    state_dir = Settings().state_dir
-    if readonly and not (state_dir / "history.db").exists():
-        return None
-    return History.open(state_dir, readonly=readonly)
+    return open_history(readonly=readonly)
+
+
+def _damaged(hist) -> bool:
+    """Name on stderr each stored revision kit could not read (the others were shown); True if any."""
+    for bad in hist.damaged if hist is not None else []:
+        sys.stderr.write(f"warning: {bad}; the other revisions are shown\n")
+    return bool(hist is not None and hist.damaged)
 
 
 def _app_name(app_arg: Optional[str], history) -> str:
@@ -538,6 +541,8 @@ def history(
     else:
         revs = hist.revisions(app_filter) if hist is not None else []
         view.print_history(revs, format.value, bench=hist.latest_bench(app_filter) if hist is not None else {})
+    if _damaged(hist):
+        raise typer.Exit(EXIT_FINDINGS)
 
 
 @app.command()
@@ -554,12 +559,13 @@ def status(
     hist = _history(readonly=True)
     if hist is None:
         from kit.errors import UsageError
+        from kit.state import locate
 
-        raise UsageError(f"kit has no deploy history yet ({Settings().state_dir / 'history.db'})", fix="deploy with `kit deploy PROFILE`, or set KIT_STATE_DIR to where the history is")
+        raise UsageError(f"kit has no deploy history yet ({locate().shown})", fix="deploy with `kit deploy PROFILE`, or point KIT_STATE_URL / KIT_STATE_DIR at where the history is (`kit state`)")
     apps = [_app_name(app_name, hist)] if app_name else hist.apps()
     statuses = [app_status(a, hist, get_target(), Settings().modal_timeout_s) for a in apps]
     view.print_status(statuses, format.value)
-    raise typer.Exit(EXIT_FINDINGS if any(s.drift for s in statuses) else EXIT_OK)
+    raise typer.Exit(EXIT_FINDINGS if any(s.drift for s in statuses) or _damaged(hist) else EXIT_OK)
 
 
 @app.command()
@@ -670,14 +676,14 @@ def _store_bench(b, report, revision, target: str):
     """Record the report with its revision in kit's history: ({recorded, note, ...}, the error that stopped it or None)."""
     import sqlite3
 
-    from kit.history import History, HistoryError
-    from kit.settings import Settings
+    from kit.history import HistoryError
+    from kit.state import open_history
 
     if revision is None:
         return {"recorded": False, "note": f"not recorded: {target} is a URL, not a kit deployment (bench APP or APP@rN to keep the results in kit's history)"}, None
     app_name, number = revision
     try:
-        hist = History.open(Settings().state_dir)
+        hist = open_history()
         try:
             run = hist.record_bench(b.bench_run(report, app_name, number))
         finally:
@@ -708,6 +714,72 @@ def _run_bench(b, ep, work, levels, requests, timeout, warmup_timeout, warmup, p
             bar.reset(task, total=n, description=f"concurrency {c}")
 
         return b.run(ep, work, on_level=on_level, on_sample=lambda c, s: bar.advance(task), **kwargs)
+
+
+# --- state (kit/state/: where history and deploy locks are kept) ---------------------------------
+
+state_app = typer.Typer(cls=_KitGroup, help="Where kit keeps its history and deploy locks: SQLite (default) or a team's PostgreSQL (docs/state.md).", no_args_is_help=False, invoke_without_command=True, rich_markup_mode=None)
+app.add_typer(state_app, name="state")
+
+
+@state_app.callback()
+def state(ctx: typer.Context, format: Annotated[TextOrJson, typer.Option("--format", "-f", help="text or json.")] = TextOrJson.text) -> None:
+    """Show the store in use (its password masked), its server, migrations, revisions per app and locks held."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import json
+
+    from kit.state import locate, open_history
+
+    where = locate()
+    hist = open_history(where, readonly=True)
+    info = {"backend": where.backend, "location": where.shown, "chosen_by": where.source, "exists": hist is not None}
+    if hist is not None:
+        from kit.deploylock import holder
+
+        info.update(hist.db.describe(), location=where.shown, migrations=hist.applied_migrations())
+        info["apps"] = {a: len(hist.revisions(a)) for a in hist.apps()}
+        info["locks"] = {a: h.describe() + ("" if h.alive is not False else " (holder gone)") for a in hist.apps() if (h := holder(hist, a))}
+    if format is TextOrJson.json:
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+        return
+    for key, value in info.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "none"
+        elif isinstance(value, list):
+            value = ", ".join(value) or "none"
+        sys.stdout.write(f"{key:<10} {value}\n")
+
+
+@state_app.command("migrate")
+def state_migrate(
+    to: Annotated[str, typer.Option("--to", metavar="URL", help="The store to copy into: postgresql://USER@HOST/DB (password from PGPASSWORD or ~/.pgpass) or sqlite:///PATH.")],
+    source: Annotated[Optional[str], typer.Option("--from", metavar="URL", help="The store to copy from; default: the local SQLite history (KIT_STATE_DIR).")] = None,
+    format: Annotated[TextOrJson, typer.Option("--format", "-f", help="text or json.")] = TextOrJson.text,
+) -> None:
+    """Copy a history into another store, app by app: idempotent, verified by counts and SHA-256 (exit 1: a conflict)."""
+    import json
+
+    from kit.settings import Settings
+    from kit.state import Location, open_history, parse
+    from kit.state.migrate import migrate
+
+    src_at = parse(source, "--from") if source else Location("sqlite", "KIT_STATE_DIR", path=Settings().state_dir / "history.db")
+    dst_at = parse(to, "--to")
+    if src_at.shown == dst_at.shown:
+        raise UsageError(f"--from and --to name the same store ({dst_at.shown})", fix="name the shared store with --to")
+    src = open_history(src_at, readonly=True)
+    if src is None:
+        raise UsageError(f"there is no history at {src_at.shown} to copy", fix="name it with --from, or set KIT_STATE_DIR")
+    dst = open_history(dst_at)
+    report = migrate(src, dst, src_at.shown, dst_at.shown)
+    if format is TextOrJson.json:
+        sys.stdout.write(json.dumps(report.as_dict(), indent=2) + "\n")
+        return
+    for a in report.apps:
+        counts = ", ".join(f"{n} {t}" for t, n in a.counts.items())
+        sys.stdout.write(f"{a.app}: {a.action} ({counts}); sha256 {a.sha256[:16]} equal on both sides\n")
+    sys.stdout.write(f"{len(report.apps)} app(s) from {report.source} verified in {report.target}\n")
 
 
 def main() -> None:
