@@ -137,8 +137,36 @@ def _doc(engine: str) -> dict:
 
 
 @cache
-def _by_version(engine: str) -> dict[Version, EngineFacts]:
-    return {Version(r["version"]): _facts(engine, r) for r in _doc(engine)["releases"] if r.get("sdist")}
+def _rows(engine: str) -> dict[Version, dict]:
+    return {Version(r["version"]): r for r in _doc(engine)["releases"] if r.get("sdist")}
+
+
+@cache
+def _facts_of(engine: str, version: Version) -> EngineFacts:
+    return _facts(engine, _rows(engine)[version])
+
+
+def _by_version(engine: str) -> _Releases:
+    return _Releases(engine)
+
+
+class _Releases(Mapping):
+    """The recorded releases of one engine, oldest first; EngineFacts built only for those asked for."""
+
+    def __init__(self, engine: str):
+        self.engine = engine
+        self.rows = _rows(engine)
+
+    def __getitem__(self, version: Version) -> EngineFacts:
+        if version not in self.rows:
+            raise KeyError(version)
+        return _facts_of(self.engine, version)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 @cache

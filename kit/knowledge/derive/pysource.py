@@ -53,7 +53,11 @@ def assigned(tree: ast.Module, name: str) -> ast.expr | None:
 
 def fields(cls: ast.ClassDef) -> list[str]:
     """Annotated class-level names (dataclass, msgspec Struct, pydantic fields); else the __init__ parameters."""
-    out = {n.target.id for n in cls.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    out = {
+        n.target.id
+        for n in cls.body
+        if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and not ast.unparse(n.annotation).split("[")[0].endswith("ClassVar")
+    }
     return sorted(out) if out else params(cls, "__init__")
 
 
@@ -126,9 +130,19 @@ def cli_choices(tree: ast.Module, flag: str) -> list[str] | None:
             if any(isinstance(a, ast.Constant) and a.value == flag for a in node.args):
                 for kw in node.keywords:
                     if kw.arg == "choices":
-                        return strings(kw.value, tree)
+                        return strings(_local(tree, kw.value), tree)
                 return []
     return None
+
+
+def _local(tree: ast.Module, node: ast.expr) -> ast.expr | None:
+    """A name bound inside a function (choices = [...] just above the add_argument call) resolved to its value."""
+    if not isinstance(node, ast.Name) or assigned(tree, node.id) is not None:
+        return node
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == node.id for t in n.targets):
+            return n.value
+    return node
 
 
 def text_of(node: ast.expr) -> str:
@@ -180,6 +194,14 @@ def raises(fn: ast.AST) -> Iterator[tuple[ast.Raise, str, list[ast.If]]]:
 def env_reads(tree: ast.Module) -> set[str]:
     """Names of environment variables read: os.environ.get/[...]/setdefault, `in os.environ`, os.getenv, *_env_var(...)."""
     names: set[str] = set()
+    # VLLM_ATTENTION_BACKEND = "VLLM_ATTENTION_BACKEND"; os.getenv(VLLM_ATTENTION_BACKEND)  (vLLM 0.4.1)
+    constants = {
+        t.id: n.value.value
+        for n in tree.body
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
     for node in ast.walk(tree):
         key: ast.expr | None = None
         if isinstance(node, ast.Call) and node.args:
@@ -191,8 +213,9 @@ def env_reads(tree: ast.Module) -> set[str]:
         elif isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.In | ast.NotIn):
             if ast.unparse(node.comparators[0]).endswith("environ"):
                 key = node.left
-        if isinstance(key, ast.Constant) and isinstance(key.value, str) and ENV_NAME.match(key.value):
-            names.add(key.value)
+        value = key.value if isinstance(key, ast.Constant) else constants.get(key.id) if isinstance(key, ast.Name) else None
+        if isinstance(value, str) and ENV_NAME.match(value):
+            names.add(value)
     return names
 
 
@@ -215,3 +238,8 @@ def str_return(fn: ast.FunctionDef | ast.AsyncFunctionDef | None) -> str | None:
     if len(vals) == 1 and isinstance(vals[0], ast.Constant) and isinstance(vals[0].value, str):
         return vals[0].value
     return None
+
+
+def sole_return(fn: ast.FunctionDef | ast.AsyncFunctionDef | None) -> ast.expr | None:
+    vals = [n.value for n in ast.walk(fn) if isinstance(n, ast.Return)] if fn else []
+    return vals[0] if len(vals) == 1 else None

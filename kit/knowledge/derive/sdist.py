@@ -31,11 +31,17 @@ class Release:
     yanked: str | None = None  # the index's reason when the sdist is yanked (still installable by an exact pin)
 
 
-def releases(package: str, index: str = INDEX) -> list[Release]:
-    """Every final or post release of `package`, oldest first, with its .tar.gz sdist if any (yanked ones too: a pin installs them)."""
-    req = urllib.request.Request(f"{index.rstrip('/')}/{package}/", headers={"Accept": ACCEPT})
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        doc = json.load(resp)
+def releases(package: str, index: str = INDEX, fetcher=None) -> list[Release]:
+    """Every final or post release of `package`, oldest first, with its .tar.gz sdist if any (yanked ones too: a pin installs them).
+
+    `fetcher` (kit.knowledge.derive.fetch.Fetcher, when the whole refresh shares one) asks its own index and counts the bytes.
+    """
+    if fetcher is not None:
+        doc = fetcher.project(package)
+    else:
+        req = urllib.request.Request(f"{index.rstrip('/')}/{package}/", headers={"Accept": ACCEPT})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            doc = json.load(resp)
     sdists: dict[str, dict] = {}
     for f in doc["files"]:
         if not f["filename"].endswith(".tar.gz"):
@@ -63,7 +69,7 @@ def releases(package: str, index: str = INDEX) -> list[Release]:
     return sorted(out, key=lambda r: Version(r.version))
 
 
-def fetch(release: Release, cache: Path = CACHE) -> tuple[Path, int]:
+def fetch(release: Release, cache: Path = CACHE, fetcher=None) -> tuple[Path, int]:
     """The cached sdist of `release` (downloaded if absent), and the bytes downloaded now (0 from cache)."""
     assert release.sdist and release.url and release.sha256
     cache.mkdir(parents=True, exist_ok=True)
@@ -72,10 +78,15 @@ def fetch(release: Release, cache: Path = CACHE) -> tuple[Path, int]:
         return path, 0
     tmp = path.with_suffix(".part")
     h = hashlib.sha256()
-    with urllib.request.urlopen(release.url, timeout=600) as resp, tmp.open("wb") as out:
-        for block in iter(lambda: resp.read(1 << 20), b""):
-            h.update(block)
-            out.write(block)
+    if fetcher is not None:
+        data = fetcher.get(release.url)
+        h.update(data)
+        tmp.write_bytes(data)
+    else:
+        with urllib.request.urlopen(release.url, timeout=600) as resp, tmp.open("wb") as out:
+            for block in iter(lambda: resp.read(1 << 20), b""):
+                h.update(block)
+                out.write(block)
     if h.hexdigest() != release.sha256:
         tmp.unlink()
         raise ValueError(f"{release.sdist}: sha256 {h.hexdigest()} does not match the index's {release.sha256}")

@@ -1,5 +1,6 @@
 """Record what each vLLM and SGLang release's source says, into kit/knowledge/store/engines/<engine>.json.
 
+    python -m kit.knowledge refresh                  # all recorders, this one included
     python -m kit.knowledge.derive.source            # every engine; only releases not yet recorded
     python -m kit.knowledge.derive.source vllm       # one engine
 
@@ -24,7 +25,8 @@ from kit.knowledge.delta import decode, encode
 from kit.knowledge.derive import source_sglang, source_vllm
 from kit.knowledge.derive.sdist import CACHE, INDEX, Release, SdistTree, fetch, releases
 
-STORE = Path(__file__).resolve().parent.parent / "store" / "engines"
+STORE = Path(__file__).resolve().parent.parent / "store"  # the store root; this recorder writes engines/<engine>.json
+PACKAGES = ("vllm", "sglang")
 PARSER = 1  # bump when a parser changes what it records: every release is then read again (from the cache)
 ENGINES: dict[str, tuple[Callable[[SdistTree], tuple[dict, dict]], str]] = {
     "vllm": (source_vllm.facts, "0.2.0"),
@@ -32,32 +34,40 @@ ENGINES: dict[str, tuple[Callable[[SdistTree], tuple[dict, dict]], str]] = {
 }
 
 
-def refresh(store_dir: Path = STORE, packages: list[str] | None = None, cache: Path = CACHE, index: str = INDEX, log=None) -> dict:
-    """Record every release of each engine not yet in the store; returns per engine what was done."""
+def refresh(store_dir: Path = STORE, packages: list[str] | None = None, *, fetcher=None, log=None, cache: Path = CACHE, index: str = INDEX) -> dict:
+    """Record every release of each engine not yet in store_dir/engines/; returns per engine what was done.
+
+    `fetcher` is the refresh's shared HTTP client (`python -m kit.knowledge refresh` passes one); without it, urllib.
+    """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     summary = {}
     for engine in packages or list(ENGINES):
         if engine not in ENGINES:
             continue  # another recorder's package
-        summary[engine] = refresh_engine(engine, store_dir, cache, index, log)
+        summary[engine] = refresh_engine(engine, store_dir / "engines", cache, index, log, fetcher)
+        s = summary[engine]
+        log(
+            f"{engine}: {s['releases']} releases ({len(s['without_sdist'])} without sdist), {len(s['added'])} recorded now, "
+            f"{s['bytes_downloaded']} bytes downloaded, {s['seconds']} s, store {s['store_bytes']} bytes"
+        )
     return summary
 
 
-def refresh_engine(engine: str, store_dir: Path, cache: Path, index: str, log) -> dict:
+def refresh_engine(engine: str, engines_dir: Path, cache: Path, index: str, log, fetcher=None) -> dict:
     parse, first = ENGINES[engine]
-    path = store_dir / f"{engine}.json"
+    path = engines_dir / f"{engine}.json"
     recorded = load(path) if path.exists() else {}
     if recorded and recorded.get("parser") != PARSER:
         recorded = {}  # a changed parser: read every release again
     known = {r["version"]: r for r in recorded.get("releases", [])}
     started, downloaded, added = time.monotonic(), 0, []
     rows = []
-    for rel in releases(engine, index):
+    for rel in releases(engine, index, fetcher):
         if Version(rel.version) < Version(first):
             continue
         row = known.get(rel.version)
         if row is None or (row.get("sdist") is None and rel.sdist):
-            row, nbytes = record(engine, rel, parse, cache, log)
+            row, nbytes = record(engine, rel, parse, cache, log, fetcher)
             downloaded += nbytes
             added.append(rel.version)
         rows.append(row)
@@ -72,12 +82,12 @@ def refresh_engine(engine: str, store_dir: Path, cache: Path, index: str, log) -
     }
 
 
-def record(engine: str, rel: Release, parse, cache: Path, log) -> tuple[dict, int]:
+def record(engine: str, rel: Release, parse, cache: Path, log, fetcher=None) -> tuple[dict, int]:
     """One release's row: its sdist and full facts, or the note that it has no sdist."""
     if not rel.sdist:
         log(f"{engine} {rel.version}: no sdist on the index (facts unknown)")
         return {"version": rel.version, "sdist": None}, 0
-    sdist, nbytes = fetch(rel, cache)
+    sdist, nbytes = fetch(rel, cache, fetcher)
     log(f"{engine} {rel.version}: {rel.sdist}" + (f" (downloaded {nbytes} bytes)" if nbytes else " (cached)"))
     facts, sources = parse(SdistTree(sdist, engine))
     row = {"version": rel.version, "sdist": rel.sdist, "sha256": rel.sha256, "facts": facts, "sources": sources}
@@ -117,11 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown engine(s) {', '.join(unknown)}: choose from {', '.join(ENGINES)}", file=sys.stderr)
         return 2
-    for engine, s in refresh(packages=argv or None).items():
-        print(
-            f"{engine}: {s['releases']} releases ({len(s['without_sdist'])} without sdist), {len(s['added'])} recorded now, "
-            f"{s['bytes_downloaded']} bytes downloaded, {s['seconds']} s, store {s['store_bytes']} bytes"
-        )
+    refresh(packages=argv or None)
     return 0
 
 

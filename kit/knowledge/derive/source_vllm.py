@@ -21,8 +21,10 @@ ATTENTION_ENV = "VLLM_ATTENTION_BACKEND"
 ATTENTION_ENUMS = ("AttentionBackendEnum", "_Backend")  # newest name first
 ATTENTION_DIRS = ("vllm/attention/", "vllm/v1/attention/", "vllm/platforms/", "vllm/config/", ARGS)
 UNKNOWN_BACKEND = re.compile(r"(?i)(invalid|unknown) attention backend:? '")
-REQUEST_BACKEND = re.compile(r"(?i)request-level .*backend selection")
+REQUEST_BACKEND = re.compile(r"(?i)request-level structured output backend")
 BACKEND_ALIAS = re.compile(r"^(Guided|StructuredOutput).*Backend(V\d)?$")
+VALID_BACKENDS = re.compile(r"(?i)valid.*backends$")  # 0.8.x: DecodingConfig.__post_init__'s v0/v1_valid_guided_backends
+DECODING_CONFIGS = ("DecodingConfig", "StructuredOutputsConfig")
 REGISTRY_FILES = ("vllm/model_executor/models/registry.py", "vllm/model_executor/models/__init__.py", "vllm/model_executor/model_loader.py")
 REGISTRY_TABLE = re.compile(r"^_([A-Z_]*MODELS|MODEL_REGISTRY)$")
 NOT_SERVED = re.compile(r"ROCM|PREVIOUSLY|UNSUPPORTED|^_VLLM_MODELS$")
@@ -58,7 +60,9 @@ def facts(src: SdistTree) -> tuple[dict, dict]:
     f["structured_output.backends"], s["structured_output.backends"] = _backends(src, args_tree)
     check = _request_backend_check(src)
     f["structured_output.request_backend_check"] = check
-    f["structured_output.request_backend_rejected_with_auto"] = check["rejected_with_auto"] if check else False
+    # None where the engine does not take "auto" at all (0.8.1's V1 took only xgrammar): the question does not arise
+    accepts_auto = "auto" in f["structured_output.backends"]
+    f["structured_output.request_backend_rejected_with_auto"] = (check["rejected_with_auto"] if accepts_auto else None) if check else False
     s["structured_output.request_backend_check"] = check["path"] if check else "vllm/**/*.py"
 
     declared = py.dict_keys(py.assigned(py.parse(src.read(ENVS)), "environment_variables"))
@@ -115,6 +119,15 @@ def _backends(src: SdistTree, args_tree: ast.Module) -> tuple[list[str], str]:
                 if values:
                     found |= set(values)
                     paths.add(path)
+        for name, cls in py.classes(tree).items():
+            if name not in DECODING_CONFIGS:
+                continue
+            for node in ast.walk(cls):
+                if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and VALID_BACKENDS.search(t.id) for t in node.targets):
+                    values = py.strings(node.value, tree)
+                    if values:
+                        found |= set(values)
+                        paths.add(f"{path}:{name}")
     return sorted(found), ", ".join(sorted(paths))
 
 
@@ -195,9 +208,8 @@ def _attention(src: SdistTree, f: dict, args_tree: ast.Module) -> dict:
                 for _, message, _ in py.raises(fn):
                     if UNKNOWN_BACKEND.search(message):
                         evidence.append(f"{path}:{qualname} raises {message!r}")
-                if qualname == "backend_name_to_enum":
-                    if any(isinstance(r, ast.Return) and isinstance(r.value, ast.Subscript) for r in ast.walk(fn)):
-                        evidence.append(f"{path}:{qualname} returns Enum[name] unguarded (KeyError)")
+                if _unguarded_lookup(fn, qualname):
+                    evidence.append(f"{path}:{qualname} looks the name up as Enum[name], unguarded (KeyError)")
     envs_tree = py.parse(src.read(ENVS))
     for key, value in zip(*_env_table(envs_tree)):
         if key == ATTENTION_ENV and isinstance(value, ast.Call) and ast.unparse(value.func).endswith("env_with_choices"):
@@ -214,6 +226,21 @@ def _attention(src: SdistTree, f: dict, args_tree: ast.Module) -> dict:
     out["attention.unknown_raises_evidence"] = sorted(set(evidence))
     out["attention.unknown_raises"] = bool(evidence) and (out["attention.env_var_read"] or out["attention.backend_arg"])
     return out
+
+
+def _unguarded_lookup(fn: ast.AST, qualname: str) -> bool:
+    """`return _Backend[name]` / `x = _Backend[name]` in the function that reads the variable (or converts its value),
+    with no `name in _Backend.__members__` test anywhere in it: an unknown name raises KeyError."""
+    if qualname.split(".")[-1] != "backend_name_to_enum" and ATTENTION_ENV not in ast.unparse(fn):
+        return False
+    if any(isinstance(n, ast.Attribute) and n.attr == "__members__" for n in ast.walk(fn)):
+        return False
+    return any(
+        isinstance(n, ast.Return | ast.Assign)
+        and isinstance(n.value, ast.Subscript)
+        and ast.unparse(n.value.value).split(".")[-1] in ATTENTION_ENUMS
+        for n in ast.walk(fn)
+    )
 
 
 def _env_table(tree: ast.Module) -> tuple[list[str], list[ast.expr]]:
@@ -298,10 +325,22 @@ def quant_min_capability(src: SdistTree, prefix: str) -> tuple[dict, dict]:
         if b"get_min_capability" not in data or b"get_name" not in data:
             continue
         for cls in py.classes(py.parse(data.decode("utf-8", "replace"))).values():
-            name = py.str_return(py.method(cls, "get_name"))
             fn = py.method(cls, "get_min_capability")
-            values = py.int_returns(fn) if fn else None
-            if name and values:
-                caps[name] = min(values)
+            for name, cap in _name_capabilities(py.method(cls, "get_name"), fn).items():
+                caps[name] = cap
                 where[name] = f"{path}:{cls.name}.get_min_capability"
     return dict(sorted(caps.items())), where
+
+
+def _name_capabilities(get_name, get_min_capability) -> dict[str, int]:
+    """{method: least capability}: `return "fp8"` / `return 80`, or the same condition choosing both
+    (`"mxfp8" if self.use_mxfp8 else "fp8"` with `100 if self.use_mxfp8 else 80`)."""
+    name, cap = py.sole_return(get_name), py.sole_return(get_min_capability)
+    if isinstance(name, ast.IfExp) and isinstance(cap, ast.IfExp) and ast.unparse(name.test) == ast.unparse(cap.test):
+        pairs = [(name.body, cap.body), (name.orelse, cap.orelse)]
+        if all(isinstance(n, ast.Constant) and isinstance(n.value, str) and isinstance(c, ast.Constant) and type(c.value) is int for n, c in pairs):
+            return {n.value: c.value for n, c in pairs}
+        return {}
+    label = py.str_return(get_name)
+    values = py.int_returns(get_min_capability) if get_min_capability else None
+    return {label: min(values)} if label and values else {}
