@@ -279,6 +279,31 @@ def test_refresh_is_incremental_and_reproducible(index, tmp_path):
     assert third["added"] == ["0.2.1"] and index.downloads == ["vllm-0.2.1.tar.gz"]
 
 
+class SharedFetcher:
+    """The interface `python -m kit.knowledge refresh` hands every recorder (project pages, whole files), over urllib here."""
+
+    def __init__(self, index_url: str):
+        self.index, self.requests, self.bytes = index_url, 0, 0
+
+    def project(self, name: str) -> dict:
+        return json.loads(self.get(f"{self.index}{name}/", {"Accept": "application/vnd.pypi.simple.v1+json"}))
+
+    def get(self, url: str, headers: dict | None = None) -> bytes:
+        import urllib.request
+
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {})) as resp:
+            data = resp.read()
+        self.requests, self.bytes = self.requests + 1, self.bytes + len(data)
+        return data
+
+
+def test_refresh_through_the_shared_fetcher(index, tmp_path):
+    fetcher = SharedFetcher(index.url)
+    summary = source.refresh(tmp_path / "store", ["vllm", "torch"], fetcher=fetcher, log=lambda m: None, cache=tmp_path / "cache")
+    assert summary["vllm"]["added"] == ["0.2.0", "0.2.1", "0.3.0"] and list(summary) == ["vllm"]
+    assert fetcher.requests == 3 and fetcher.bytes > summary["vllm"]["bytes_downloaded"] > 0  # the page, then the two sdists
+
+
 def test_a_tampered_download_is_refused(index, tmp_path):
     good = index.versions["0.2.0"]
     index.page = (lambda page: lambda: {**page(), "files": [{**f, "hashes": {"sha256": "0" * 64}} for f in page()["files"]]})(index.page)
