@@ -169,7 +169,7 @@ def torch_archs(version: str) -> Fact | None:
     archs = q.torch_archs(version)
     if archs is None:
         return None
-    return Fact(archs, f"torch=={version} CUDA {q.torch_cuda(version)} (kit/knowledge/store/torch_archs.toml)")
+    return Fact(archs, f"torch=={version} CUDA {q.torch_cuda(version)} (kit/knowledge/store/archs/torch.json)")
 
 
 def needed_libs(package: str, version: str) -> Fact | None:

@@ -171,14 +171,9 @@ def runs_on(archs: frozenset[str], cc: Version) -> bool:
     return False
 
 
-# Every torch build the store records runs on Ampere/Ada/Hopper (tests/test_boundaries.py checks this
-# against kit/knowledge/store/torch_archs.toml): only other GPUs need the store, which keeps check fast.
-ALWAYS_SUPPORTED = (Version("8.0"), Version("9.0"))
-
-
 def torch_gpu_arch(check: Any) -> None:
     """The torch build the stack installs carries no kernels for the GPU's architecture."""
-    if check.gpu is None or ALWAYS_SUPPORTED[0] <= check.gpu.compute_capability <= ALWAYS_SUPPORTED[1]:
+    if check.gpu is None:
         return
     found = installed_version(check, "torch")
     if found is None:

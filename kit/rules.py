@@ -34,6 +34,7 @@ CONDITIONS = {
     "uses_field",
     "python",
     "extra_index",
+    "engine_fact",
 }
 
 
@@ -252,7 +253,31 @@ def matches(rule: Rule, facts: Facts) -> bool:
         return False
     if "extra_index" in w and bool(w["extra_index"]) != facts.extra_index:
         return False
+    if "engine_fact" in w and not engine_fact_holds(w["engine_fact"], facts):
+        return False
     return True
+
+
+ENGINE_PACKAGES = {"vllm": "vllm", "sglang": "sglang"}
+
+
+def engine_fact_holds(path: str, facts: Facts) -> bool:
+    """A fact the engine store derived from the pinned release's source (kit/knowledge/engines.py), by
+    dotted path (`structured_output.request_backend_rejected_with_auto`); an unrecorded release: does not hold."""
+    pkg = ENGINE_PACKAGES.get(facts.engine or "")
+    version = facts.packages.get(pkg) if pkg else None
+    if version is None:
+        return False
+    try:
+        from kit.knowledge.engines import engine_facts
+    except ImportError:
+        return False
+    value: Any = engine_facts(facts.engine, str(version))
+    for part in path.split("."):
+        if value is None:
+            return False
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+    return bool(value)
 
 
 class _Missing(dict):
