@@ -24,6 +24,7 @@ from packaging.version import Version
 
 from kit import lockfile
 from kit.errors import EXIT_USAGE, KitError, OperationError, UsageError
+from kit.files import write_atomic
 from kit.load import LoadedProfile
 
 INPUT_NAME = "profile"  # the requirements file uv reads; its `# via -r profile` names the profile's pins
@@ -261,24 +262,6 @@ def render(loaded: LoadedProfile, inputs: lockfile.Inputs, body: str, index_urls
         "",
     ]
     return "\n".join(head) + "\n" + body
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write beside the target, fsync, rename over it: readers see the old file or the new one, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _changes(old: lockfile.Lock, new: lockfile.Lock) -> list[str]:
