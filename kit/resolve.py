@@ -297,15 +297,37 @@ def _cause_lines(stderr: str) -> list[str]:
     return lines
 
 
+_FAILED_URL = re.compile(r"(?:Failed to fetch:?|for url) \(?`?(https?://[^\s`)]+)")
+
+
+def _failed_index(stderr: str, inputs: lockfile.Inputs) -> tuple[str, str | None]:
+    """Which index uv failed to reach, as uv names it: (how to say it, the profile key that sets it or None).
+
+    uv asks the extra indexes first, so an unreachable extra index fails a lock whose default index is fine.
+    """
+    default = inputs.index_url or os.environ.get("UV_DEFAULT_INDEX") or os.environ.get("UV_INDEX_URL")
+    m = _FAILED_URL.search(stderr)
+    if m is None:
+        return (f"({default})" if default else "(the default index)"), ("image.index_url" if inputs.index_url else None)
+    url = m.group(1)
+    for i, extra in enumerate(inputs.extra_index_urls):
+        if url.startswith(extra.rstrip("/")):
+            return f"{extra} (image.extra_index_urls[{i}])", "image.extra_index_urls"
+    if default and url.startswith(default.rstrip("/")):
+        return f"({default})", ("image.index_url" if inputs.index_url else None)
+    return f"at {url}", None
+
+
 def explain_failure(stderr: str, loaded: LoadedProfile, inputs: lockfile.Inputs) -> KitError:
     lines = _cause_lines(stderr)
     if "No solution found" not in stderr and _NETWORK.search(stderr):
-        where = inputs.index_url or os.environ.get("UV_DEFAULT_INDEX") or os.environ.get("UV_INDEX_URL") or "the default index"
+        where, key = _failed_index(stderr, inputs)
         detail = next((ln for ln in reversed(lines) if ln), "")
         return IndexUnreachable(
-            f"the package index ({where}) could not be reached: {detail}",
+            f"the package index {where} could not be reached: {detail}",
             file=loaded.display,
-            fix="check the network or the index URL (image.index_url, UV_DEFAULT_INDEX); the existing lockfile was left as it was",
+            key=key,
+            fix=f"check the network or the index URL ({key or 'image.index_url, UV_DEFAULT_INDEX'}); the existing lockfile was left as it was",
         )
     if "No solution found" in stderr:
         return OperationError(
