@@ -71,7 +71,11 @@ def format_text(text: str, *, file: str = "<string>") -> str:
     sections.append(root)
     _walk(doc.body, root, sections, ())
     out = _emit(sections)
-    if tomllib.loads(out) != before:  # a bug in kit, never silently a changed profile
+    try:
+        same = tomllib.loads(out) == before
+    except tomllib.TOMLDecodeError:
+        same = False
+    if not same:  # a bug in kit, never silently a changed profile
         raise OperationError(f"kit fmt would change what {file} means; the file is left untouched", file=file, fix="report this as a bug in kit, with the file")
     return out
 
@@ -260,7 +264,7 @@ def _body(sec: _Section) -> str:
 def _key(name: str) -> str:
     if name and all(c.isascii() and (c.isalnum() or c in "-_") for c in name):
         return name
-    return _string(name)
+    return '"' + "".join(_escape_char(c) for c in name) + '"'  # a key is one line: never a multi-line string
 
 
 def _string(value: str) -> str:
