@@ -262,7 +262,12 @@ def diff(
             diffs = [d for d in diffs if d.changed]
         else:
             raise UsageError("kit diff needs two profile files, or --git BASE", fix="kit diff old.toml new.toml, or kit diff --git origin/main")
-        sys.stdout.write(render(diffs, format.value, title))
+        report = render(diffs, format.value, title)
+        if format is DiffFormat.text:
+            from kit.output import printable
+
+            report = printable(report)  # file names and values reach a terminal here
+        sys.stdout.write(report)
     except KitError as exc:
         print_error(exc)
         raise typer.Exit(EXIT_ERROR) from None

@@ -51,6 +51,14 @@ def test_fmt_that_cannot_write_leaves_the_profile_whole(tree):
     assert sorted(p.name for p in path.parent.iterdir()) == ["p.toml"]  # no temporary file left behind
 
 
+def test_fmt_writes_a_key_with_a_newline_as_a_one_line_key(tree):
+    """Found by tests/test_properties.py: a multi-line string is no TOML key; fmt wrote one, then crashed."""
+    root = tree({"p.toml": 'name = { "a\\nb" = 0 }\n'})
+    result = run_kit("fmt", "p.toml", cwd=root)
+    assert result.code == 0, clean(result)
+    assert (root / "p.toml").read_text() == 'name = { "a\\nb" = 0 }\n'
+
+
 # -- 3: control characters, anchored patterns ----------------------------------------------------
 
 INJECTIONS = {
