@@ -341,3 +341,31 @@ def test_an_unreachable_extra_index_is_named(tree):
     assert result.code == 2
     assert "http://127.0.0.1:8/extra/simple (image.extra_index_urls[0]) could not be reached" in text
     assert "default index" not in text
+
+
+def test_the_deploy_plan_masks_a_secret_that_changed(tmp_path, monkeypatch):
+    """The dry-run plan diffs the current revision's stored profile with the working copy (kit diff's code)."""
+    from kit import deploy as kd
+    from kit.history import History
+
+    from .deployfakes import FakeModal, kit, make_target, profile_tree
+
+    fake = FakeModal(tmp_path / "modal")
+    for k, v in fake.env().items():
+        monkeypatch.setenv(k, v)
+    try:
+        profile = profile_tree(tmp_path / "repo", extra='\n[engine.args]\napi_key = "old-secret-1234"\n')
+        history = History.open(tmp_path / "state")
+        try:
+            ctx = kd.Context(history=history, target=make_target(), deploy_timeout=30.0, modal_timeout=10.0, echo=lambda line: None)
+            assert kd.deploy(kd.prepare(load(profile)), ctx, atomic=False).ok
+        finally:
+            history.close()
+        profile.write_text(profile.read_text().replace("old-secret-1234", "new-secret-5678"))
+        for fmt in ("text", "json"):
+            code, out, err = kit("deploy", "--dry-run", "--format", fmt, str(profile), env={**fake.env(), "KIT_STATE_DIR": str(tmp_path / "state")})
+            assert code == 0 and "Traceback" not in err, err
+            assert "engine.args.api_key" in out and "********" in out, out
+            assert "secret-1234" not in out + err and "secret-5678" not in out + err
+    finally:
+        fake.close()
