@@ -247,7 +247,15 @@ class _Computed:
         self.dtype()
         self.quantization()
         self.memory()
+        self.secrets()
         return self.out
+
+    def secrets(self) -> None:
+        """image.env and engine.args values that look like credentials (kit/data/rules/secrets.toml)."""
+        from kit.secrets import find
+
+        for found in find({"image": {"env": self.p.image.env}, "engine": {"args": self.p.engine.args}}):
+            self.emit("secret-in-profile", keys=[found.key], key=found.key, name=found.name, reason=found.reason)
 
     # -- packages -------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from kit.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, KitError, UsageError
+from kit.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, KitError, OperationError, UsageError
 
 EXIT_CODES = """\
 Exit codes: 0 clean; 1 findings of severity error (warnings too with --strict), or an operation
@@ -364,7 +364,12 @@ def diff(
             diffs = [d for d in diffs if d.changed]
         else:
             raise UsageError("kit diff needs two profile files, or --git BASE", fix="kit diff old.toml new.toml, or kit diff --git origin/main")
-        sys.stdout.write(render(diffs, format.value, title))
+        report = render(diffs, format.value, title)
+        if format is DiffFormat.text:
+            from kit.output import printable
+
+            report = printable(report)  # file names and values reach a terminal here
+        sys.stdout.write(report)
     except KitError as exc:
         print_error(exc)
         raise typer.Exit(EXIT_ERROR) from None
@@ -419,7 +424,7 @@ def fmt(
         if not check:
             sys.stdout.write(f"{len(changed)} reformatted, {len(paths) - len(changed) - len(bad)} already canonical\n")
     if bad:
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(max(exc.exit_code for exc in bad))  # 2 bad input; 1 a write that failed
     raise typer.Exit(EXIT_FINDINGS if check and changed else EXIT_OK)
 
 
@@ -464,7 +469,8 @@ def _rev_number(value: Optional[str]) -> Optional[int]:
     if value is None:
         return None
     raw = value.lower().removeprefix("r")
-    if not raw.isdigit():
+    # ASCII digits only, and no larger than a SQLite integer (a larger one overflowed the query).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > 2**63 - 1:
         raise UsageError(f"--to {value!r} is not a revision number", fix="write --to 3 or --to r3 (see `kit history`)")
     return int(raw)
 
@@ -620,6 +626,8 @@ def bench(
         levels = tuple(int(v) for v in concurrency.split(",") if v.strip())
     except ValueError:
         raise UsageError(f"--concurrency {concurrency!r} is not a list of numbers", fix="write e.g. --concurrency 1,4,16,32")
+    if output is not None:
+        _check_writable(output)  # now, not after a sweep of many minutes whose figures would then be lost
     revision = None  # (app, number) when the target is a kit deployment: the results are stored with it
     url, app_name, number = b.split_target(target)
     work = b.Workload()
@@ -649,10 +657,13 @@ def bench(
     if prompt is not None:
         work.prompt = prompt
     if schema is not None:
+        from kit.files import read_text
+
+        text = read_text(schema, error=UsageError)
         try:
-            work.schema = json.loads(schema.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot read the schema {schema}: {exc}", key="--schema", fix="pass a JSON schema file") from None
+            work.schema = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise UsageError(f"cannot read the schema {schema}: {exc or 'nested too deeply'}", key="--schema", fix="pass a JSON schema file") from None
     work.max_tokens = max_tokens or work.max_tokens
     work.temperature = temperature
     ep.gpu = gpu or ep.gpu
@@ -664,12 +675,36 @@ def bench(
         sys.stdout.flush()
     stored, store_error = _store_bench(b, report, revision, target)
     data = json.dumps({**report.as_dict(), "history": stored}, indent=2)
+    write_error = None
     if output is not None:
-        output.write_text(data + "\n", encoding="utf-8")
-    sys.stdout.write(data + "\n" if format == TextOrJson.json else f"\n{stored['note']}\n")
+        try:
+            from kit.files import write_atomic
+
+            write_atomic(output, data + "\n")
+        except OSError as exc:
+            write_error = OperationError(f"cannot write {output}: {exc.strerror or exc}", key="--output", fix="the report is printed above as JSON; save it from there")
+    if format == TextOrJson.json or write_error is not None:
+        sys.stdout.write(data + "\n")  # with -o unwritable, the report still reaches the terminal
+    if format != TextOrJson.json:
+        sys.stdout.write(f"\n{stored['note']}\n")
     if store_error is not None:
         raise store_error
+    if write_error is not None:
+        raise write_error
     raise typer.Exit(EXIT_FINDINGS if report.errors else EXIT_OK)
+
+
+def _check_writable(output: Path) -> None:
+    """Refuse an --output that cannot be written, before any work: a missing or read-only folder, a directory."""
+    import os
+
+    folder = output.parent if str(output.parent) else Path(".")
+    if "\0" in str(output) or output.is_dir():
+        raise UsageError(f"--output {str(output)!r} is not a file name", key="--output", fix="name a file, e.g. -o bench.json")
+    if not folder.is_dir():
+        raise UsageError(f"--output: the folder {folder} does not exist", key="--output", fix=f"create it (mkdir -p {folder}) or choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise UsageError(f"--output: {output} cannot be written (permissions)", key="--output", fix="choose a writable path")
 
 
 def _store_bench(b, report, revision, target: str):
