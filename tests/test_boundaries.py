@@ -324,3 +324,23 @@ def test_cuda_major_of_the_engine_against_a_torch_local_variant(tree):
     other = _findings(tree, packages={"vllm": "0.11.2", "torch": "2.9.0+cu130"}, gpu="H100")
     assert "cuda-major-mismatch" not in same
     assert other.get("cuda-major-mismatch") == "warning"
+
+
+# -- requirements one exact pin further, and a hub major against transformers ----------------------
+
+
+@needs_store
+@pytest.mark.parametrize("numpy,fails", [("2.2.6", False), ("2.3.0", True)])
+def test_numba_caps_numpy_through_the_engine_pin(tree, numpy, fails):
+    # vllm 0.10.1 pins numba==0.61.2, which requires numpy<2.3: "ImportError: Numba needs NumPy 2.2 or
+    # less. Got NumPy 2.3." (gpustack/gpustack#2769, vLLM 0.10.1; corpus case vllm-0101-numba-numpy-23)
+    found = _findings(tree, packages={"vllm": "0.10.1", "transformers": "4.55.0", "numpy": numpy})
+    assert (found.get("pin-conflict-transitive") == "error") is fails
+
+
+@needs_store
+@pytest.mark.parametrize("hub,fails", [("0.36.0", False), ("1.0.0", True)])
+def test_hub_major_against_transformers(tree, hub, fails):
+    # transformers 4.57.1 requires huggingface-hub>=0.34.0,<1.0 (its Requires-Dist); hub 1.0 is refused
+    found = _findings(tree, packages={"vllm": "0.11.0", "transformers": "4.57.1", "huggingface-hub": hub})
+    assert (found.get("pin-conflict") == "error") is fails
