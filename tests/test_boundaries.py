@@ -344,3 +344,35 @@ def test_hub_major_against_transformers(tree, hub, fails):
     # transformers 4.57.1 requires huggingface-hub>=0.34.0,<1.0 (its Requires-Dist); hub 1.0 is refused
     found = _findings(tree, packages={"vllm": "0.11.0", "transformers": "4.57.1", "huggingface-hub": hub})
     assert (found.get("pin-conflict") == "error") is fails
+
+
+# -- the hand-kept [[api]] rows against what each release's source defines ---------------------------
+
+
+@needs_store
+def test_api_rows_name_what_every_release_in_their_range_defines():
+    # kit renders code from the [[api]] rows (kit/data/rules/structured_output.toml); the engine store read
+    # each release's sampling_params.py and arg_utils.py, so every release a row covers must define the
+    # row's class, SamplingParams field and engine argument
+    from packaging.specifiers import SpecifierSet
+
+    from kit.knowledge import query
+    from kit.knowledge.engines import engine_facts
+    from kit.rules import api_table
+
+    checked = 0
+    for row in api_table():
+        for version in query.releases(row["engine"]):
+            if not SpecifierSet(row["versions"]).contains(Version(version), prereleases=True):
+                continue
+            facts = engine_facts(row["engine"], version)
+            if facts is None:  # no sdist recorded (vllm 0.15.0, 0.15.1)
+                continue
+            so = facts.structured_output
+            where = (row["engine"], version, row["versions"])
+            if row["params_class"]:
+                assert row["params_class"] in so.classes, where
+            assert row["sampling_kwarg"] in so.sampling_params_fields, where
+            assert row["engine_backend_arg"] in so.engine_args, where
+            checked += 1
+    assert checked > 40
