@@ -376,3 +376,31 @@ def test_api_rows_name_what_every_release_in_their_range_defines():
             assert row["engine_backend_arg"] in so.engine_args, where
             checked += 1
     assert checked > 40
+
+
+@needs_store
+def test_attention_rows_agree_with_every_release_in_their_range():
+    # the [[attention]] rows (how a release is told its backend, and whether an unknown name raises)
+    # against what the engine store read from each vLLM release's selector and arg_utils
+    from packaging.specifiers import SpecifierSet
+
+    from kit.knowledge import query
+    from kit.knowledge.engines import engine_facts
+    from kit.rules import attention_table
+
+    checked = 0
+    for row in attention_table():
+        if row["engine"] != "vllm":
+            continue
+        for version in query.releases("vllm"):
+            facts = engine_facts("vllm", version)
+            if facts is None or not SpecifierSet(row["versions"]).contains(Version(version), prereleases=True):
+                continue
+            where = (version, row["versions"])
+            assert facts.unknown_attention_backend_raises is row["unknown_fails"], where
+            if row["via"] == "env":
+                assert facts.attention_env_var_read and not facts.attention_backend_arg, where
+            else:
+                assert facts.attention_backend_arg, where
+            checked += 1
+    assert checked > 30
