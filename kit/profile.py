@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -89,6 +89,24 @@ class Image(Section):
     extra_index_urls: list[str] = Field(default_factory=list, description="Additional package indexes.")
     env: dict[str, str] = Field(default_factory=dict, description="Environment variables set in the image.")
     apt_packages: list[str] = Field(default_factory=list, description="Debian packages installed in the image.")
+    # -- what the image holds (issue 12): the engine from the base image, Modal's builder version, sdists --
+    engine: Literal["from-image"] | None = Field(
+        None,
+        description="`from-image`: the engine comes installed in `base` (an official `lmsysorg/sglang:vX` or `vllm/vllm-openai:vX` "
+        "image, see `kit/data/images.toml`); kit locks and installs only what `[packages]` adds on top, with the image's "
+        "packages as constraints, and never reinstalls the engine.",
+    )
+    builder_version: Literal["2023.12", "2024.04", "2024.10", "2025.06", "2026.10", "PREVIEW"] | None = Field(
+        None,
+        description="Modal image builder version of the workspace (Modal settings); it decides `debian_slim`'s Debian release "
+        "and so its glibc (2023.12 bullseye, 2024.04-2025.06 bookworm, 2026.10 trixie). Unset: bookworm is assumed.",
+    )
+    sdists: Literal["when-no-wheel", "none"] = Field(
+        "when-no-wheel",
+        description="Source distributions (sdists): `when-no-wheel` (default) lets the lock take a package's sdist when the "
+        "index has no wheel for it, locked with its hash; kit reads the sdist, and `kit check` reports a pure-Python one as "
+        "info and says which compilers the image needs for one that compiles code. `none`: wheels only.",
+    )
 
     @field_validator("python")
     @classmethod
@@ -177,6 +195,9 @@ class Allow(Section):
 
 
 PackageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+# `[packages]` keys may name extras: `sglang[all]`, `fastapi[standard]` (issue 12).
+PackageKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9][A-Za-z0-9._-]*(,[A-Za-z0-9][A-Za-z0-9._-]*)*\])?$")]
+_EXTRAS = re.compile(r"^([^\[]+)\[([^\]]*)\]$")
 
 
 class Profile(BaseModel):
@@ -191,7 +212,9 @@ class Profile(BaseModel):
     model: Model
     gpu: Gpu
     image: Image
-    packages: dict[PackageName, str] = Field(description="Exact versions, e.g. `vllm = \"0.9.2\"`.")
+    packages: dict[PackageKey, str] = Field(
+        description="Exact versions, e.g. `vllm = \"0.9.2\"`; a key may name extras, e.g. `\"fastapi[standard]\" = \"0.115.0\"`."
+    )
     engine: Engine
     structured_output: StructuredOutput = Field(default_factory=StructuredOutput)
     serving: Serving = Field(default_factory=Serving)
@@ -213,12 +236,46 @@ class Profile(BaseModel):
             out[canon] = version
         return out
 
+    # -- extras and the engine from the image (issue 12) ---------------------------------------------
+    _extras: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _split_extras(self) -> Profile:
+        """`sglang[all] = "0.5.5"` -> packages["sglang"] = "0.5.5" and extras["sglang"] = ("all",)."""
+        plain: dict[str, str] = {}
+        extras: dict[str, tuple[str, ...]] = {}
+        for key, version in self.packages.items():
+            m = _EXTRAS.match(key)
+            name = canonicalize_name(m.group(1)) if m else key
+            if name in plain:
+                raise ValueError(f"packages: {name!r} is listed twice (once with extras); write it once, e.g. \"{name}[extra]\"")
+            plain[name] = version
+            if m:
+                extras[name] = tuple(sorted({canonicalize_name(e) for e in m.group(2).split(",")}))
+        self.packages = plain
+        self._extras = extras
+        return self
+
+    @property
+    def extras(self) -> dict[str, tuple[str, ...]]:
+        """Extras named in `[packages]` keys: canonical package name -> extras."""
+        return dict(self._extras)
+
+    @property
+    def engine_from_image(self) -> bool:
+        return self.image.engine == "from-image"
+
     @property
     def tensor_parallel_size(self) -> int:
         return self.engine.tensor_parallel_size or self.gpu.count
 
     def version(self, package: str) -> Version | None:
-        raw = self.packages.get(canonicalize_name(package))
+        name = canonicalize_name(package)
+        raw = self.packages.get(name)
+        if raw is None and self.engine_from_image:  # the version the base image holds (kit/data/images.toml)
+            from kit.image_facts import image_facts
+
+            raw = image_facts(self.image.base, self.image.builder_version).packages.get(name)
         return Version(raw) if raw else None
 
 

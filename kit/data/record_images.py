@@ -1,0 +1,106 @@
+"""Record the derivable image facts into kit/data/images.recorded.json.
+
+    python kit/data/record_images.py
+
+Two kinds of fact, each with its provenance:
+
+- `debian_slim`: the Debian release of Modal's debian_slim for each image builder version, read from
+  the installed modal wheel's `modal/builder/base-images.json` (the file Modal's image builder reads),
+  and the glibc of that release from images.toml's [[os]] rows.
+- `engine_images`: the packages inside each official engine image of images.toml: the Dockerfile's
+  own pins (`dockerfile_pins`, read at the engine repository's revision, cited in the row) plus the
+  exact (`==`) requirements that the engine release declares (Requires-Dist, with the extra the
+  Dockerfile installs, for the image's Python on linux x86_64), read from the package index by
+  scripts/record_metadata.py's `metadata` (pip --report: PEP 658 metadata, no wheel downloaded).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.metadata
+import importlib.util
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+OUT = HERE / "images.recorded.json"
+
+
+def modal_base_images() -> tuple[dict, str]:
+    """modal/builder/base-images.json of the installed modal wheel (read as a file: modal is not imported)."""
+    spec = importlib.util.find_spec("modal")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("modal is not installed: pip install -e '.[test]'")
+    path = Path(next(iter(spec.submodule_search_locations))) / "builder" / "base-images.json"
+    return json.loads(path.read_text()), f"modal {importlib.metadata.version('modal')} wheel, modal/builder/base-images.json"
+
+
+def debian_slim_rows(images: dict) -> dict[str, dict]:
+    data, source = modal_base_images()
+    rows = {}
+    for version, release in sorted(data["debian"].items()):
+        os_row = next((r for r in images["os"] if fnmatch.fnmatch(release, r["match"])), None)
+        if os_row is None:
+            raise SystemExit(f"images.toml has no [[os]] row for Debian {release} (builder version {version})")
+        rows[version] = {
+            "os": os_row["os"],
+            "glibc": os_row["glibc"],
+            "pythons": data.get("python", {}).get(version, []),
+            "sources": [f"{source}: debian[{version!r}] = {release!r}", *os_row["sources"]],
+        }
+    return rows
+
+
+def engine_image_packages(row: dict) -> dict:
+    sys.path.insert(0, str(ROOT))
+    from scripts.record_metadata import metadata
+
+    engine = row["engine"]
+    pins = {canonicalize_name(k): v for k, v in row.get("dockerfile_pins", {}).items()}
+    version = pins[engine]
+    meta = metadata(f"{engine}=={version}")
+    if "error" in meta:
+        raise SystemExit(f"{engine}=={version}: {meta['error']}")
+    env = default_environment()
+    env.update(python_version=row["python"], python_full_version=f"{row['python']}.0", sys_platform="linux",
+               platform_system="Linux", platform_machine="x86_64", extra=row.get("engine_extra", ""))
+    packages = {}
+    for raw in meta["requires_dist"]:
+        req = Requirement(raw)
+        if req.marker is not None and not req.marker.evaluate(env):
+            continue
+        exact = [s.version for s in req.specifier if s.operator == "=="]
+        if len(exact) == 1:
+            packages[canonicalize_name(req.name)] = exact[0]
+    packages.update(pins)  # the Dockerfile's own installs win (sgl-kernel, nccl force-reinstalled)
+    extra = f"[{row['engine_extra']}]" if row.get("engine_extra") else ""
+    return {
+        "engine": engine,
+        "packages": dict(sorted(packages.items())),
+        "sources": [
+            *row["sources"][:1],
+            f"{engine}{extra}=={version} Requires-Dist `==` pins for Python {row['python']} linux x86_64 ({meta['source']}, recorded by pip --report)",
+        ],
+    }
+
+
+def main() -> None:
+    images = tomllib.loads((HERE / "images.toml").read_text())
+    doc = {
+        "how": "python kit/data/record_images.py (see its docstring)",
+        "debian_slim": debian_slim_rows(images),
+        "engine_images": {row["match"]: engine_image_packages(row) for row in images["image"] if row.get("engine")},
+    }
+    OUT.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {OUT.relative_to(ROOT)}: {len(doc['debian_slim'])} builder versions, {len(doc['engine_images'])} engine images")
+
+
+if __name__ == "__main__":
+    main()
