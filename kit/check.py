@@ -117,8 +117,9 @@ def facts_for(loaded: LoadedProfile, closure: Closure | None = None) -> Facts:
     from kit.image_facts import image_facts as facts_of, is_release
 
     img = facts_of(p.image.base, p.image.builder_version)
-    packages = dict(img.packages) if p.engine_from_image else {}  # what the engine image holds, under the lock and pins
-    packages.update(closure.packages if closure else {})
+    packages = dict(closure.packages) if closure else {}
+    if p.engine_from_image:  # what images.toml records the engine image holds beats the lock's reading of it
+        packages.update({n: Version(v) for n, v in img.packages.items()})
     packages.update(pins)
     engine_pkg = ENGINE_PACKAGE[p.engine.name]
     if engine_pkg in packages and not is_release(packages[engine_pkg]):

@@ -169,7 +169,7 @@ def resolution_inputs(loaded: LoadedProfile) -> Inputs:
         if image_version:
             engine_requirement = _requirement(engine_pkg, image_version, extras.get(engine_pkg, ()))
         # The profile's own pins move a package the image holds; the rest of the image holds still.
-        constraints = tuple(sorted(f"{n}=={v}" for n, v in facts.packages.items() if n not in packages and n != engine_pkg))
+        constraints = tuple(sorted(f"{n}=={v}" for n, v in facts.packages.items() if n not in packages and n != engine_pkg and n not in facts.no_deps))
     reqs = [_requirement(name, version, extras.get(name, ())) for name, version in packages.items()]
     platform, assumed = platform_for(p.image.base, p.image.builder_version)
     allowed = sdist_allowlist()

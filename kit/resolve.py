@@ -164,7 +164,9 @@ def lock_profile(loaded: LoadedProfile, *, upgrade: Sequence[str] = (), upgrade_
             if proc.returncode != 0:
                 raise explain_failure(proc.stderr, loaded, inputs)
             provided = _pins((work / OUTPUT_NAME).read_text(encoding="utf-8"))
-            raw = _without(raw, provided)
+            # The profile's own pins are installed even where the engine's closure has the same version:
+            # the image was built on another day, and kit knows only the versions images.toml records.
+            raw = _without(raw, {n: v for n, v in provided.items() if n not in pins})
 
     body, index_urls = _split_index_lines(raw)
     versions = {**provided, **_pins(body)}

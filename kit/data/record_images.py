@@ -84,6 +84,7 @@ def engine_image_packages(row: dict) -> dict:
     return {
         "engine": engine,
         "packages": dict(sorted(packages.items())),
+        "no_deps": sorted(canonicalize_name(n) for n in row.get("no_deps", [])),
         "sources": [
             *row["sources"][:1],
             f"{engine}{extra}=={version} Requires-Dist `==` pins for Python {row['python']} linux x86_64 ({meta['source']}, recorded by pip --report)",
