@@ -41,6 +41,7 @@ class ImageFacts:
     slim: bool = False
     engine: str | None = None  # the engine an official engine image holds
     packages: dict[str, str] = field(default_factory=dict)  # what the engine image holds, canonical name -> version
+    engine_extra: str | None = None  # the extra the image installs the engine with (`sglang[all]`)
     no_deps: tuple[str, ...] = ()  # installed over the engine's metadata (--no-deps): held, but no resolver constraint
     sources: tuple[str, ...] = ()
 
@@ -106,6 +107,7 @@ def image_facts(base: str, builder_version: str | None = None) -> ImageFacts:
         slim=bool(row.get("slim", False)),
         engine=row.get("engine"),
         packages=dict(engine_row["packages"]) if engine_row else {},
+        engine_extra=row.get("engine_extra"),
         no_deps=tuple(engine_row.get("no_deps", ())) if engine_row else (),
         sources=tuple(sources),
     )

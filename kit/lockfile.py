@@ -167,7 +167,8 @@ def resolution_inputs(loaded: LoadedProfile) -> Inputs:
         image_version = facts.packages.get(engine_pkg) or packages.get(engine_pkg)
         packages.pop(engine_pkg, None)  # the image installs the engine; the profile's pin only names its version
         if image_version:
-            engine_requirement = _requirement(engine_pkg, image_version, extras.get(engine_pkg, ()))
+            engine_extras_ = set(extras.get(engine_pkg, ())) | ({facts.engine_extra} if facts.engine_extra else set())
+            engine_requirement = _requirement(engine_pkg, image_version, tuple(sorted(engine_extras_)))
         # The profile's own pins move a package the image holds; the rest of the image holds still.
         constraints = tuple(sorted(f"{n}=={v}" for n, v in facts.packages.items() if n not in packages and n != engine_pkg and n not in facts.no_deps))
     reqs = [_requirement(name, version, extras.get(name, ())) for name, version in packages.items()]
