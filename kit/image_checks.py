@@ -28,7 +28,12 @@ def image_findings(loaded: LoadedProfile, closure: Any, emit: Emit) -> None:
 
 
 def _unknown(loaded: LoadedProfile, img: ImageFacts, emit: Emit) -> None:
+    p = loaded.profile
     missing = img.unknown
+    pkg = ENGINE_PACKAGE[p.engine.name]
+    engine_unknown = p.engine_from_image and not img.known and pkg not in p.packages
+    if engine_unknown:
+        missing.append(f"the {pkg} version (rules about {pkg} versions)")
     if not missing:
         return
     from kit.lockfile import platform_for
@@ -41,6 +46,12 @@ def _unknown(loaded: LoadedProfile, img: ImageFacts, emit: Emit) -> None:
         detail="; ".join(missing) if img.known else "no row matches it",
         platform=platform,
         platform_note=" (glibc assumed: the oldest manylinux floor kit resolves for)" if assumed else "",
+        engine_note=(
+            f" The engine comes from the image, and kit does not know which {pkg} it holds: the lock does not constrain the"
+            f" additions to it. Name it in [packages] ({pkg} = \"<version>\") and kit resolves and checks with it."
+            if engine_unknown
+            else ""
+        ),
     )
 
 
@@ -53,9 +64,10 @@ def _engine_from_image(loaded: LoadedProfile, img: ImageFacts, emit: Emit) -> No
         emit("engine-image-mismatch", held=f"{img.engine} {img.packages.get(img.engine, '')}".strip(), wanted=f"engine.name = {p.engine.name!r}",
              fix_detail=f"set engine.name = {img.engine!r}, or use a {p.engine.name} image")
         return
-    if held is None and named is None:
-        emit("engine-image-unknown", package=pkg)
-    elif held is not None and named is not None and Version(named) != Version(held):
+    if img.known and img.engine is None:
+        emit("engine-not-in-image", package=pkg)
+        return
+    if held is not None and named is not None and Version(named) != Version(held):
         emit("engine-image-mismatch", held=f"{pkg} {held}", wanted=f"{pkg} {named}",
              fix_detail=f"remove {pkg} from [packages] (the image's {held} is used), or use the image of {pkg} {named}")
     if img.python and "python" in p.image.model_fields_set and p.image.python != img.python:

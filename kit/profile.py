@@ -81,10 +81,31 @@ class Gpu(Section):
 
 
 class Image(Section):
-    """The container image."""
+    """The container image.
+
+    What kit knows of each base image (OS release, glibc, Python, CUDA and nvcc, libnuma, compilers, and
+    for an official engine image the packages inside) is in `kit/data/images.toml`, each row with its
+    source. The lock's platform tag follows the image's glibc. For an image no row matches, `kit check`
+    gives one warning (`image-unknown`) naming what it could not check; the lock then assumes glibc 2.28
+    and says so in its header.
+
+    **The engine from the image.** With `engine = "from-image"` and an official engine image as `base`
+    (`lmsysorg/sglang:v0.5.5`, `vllm/vllm-openai:v0.9.1`), `[packages]` lists only what the profile adds on
+    top; the engine needs no pin. `kit lock` resolves the additions together with the engine as the
+    image holds it, with the image's recorded packages as constraints, and writes only the additions to
+    the lock (the image's packages follow as `# provided:` lines, which `kit check` reads). The rendered
+    app uses `modal.Image.from_registry(base)` with the image's own Python and installs the additions only.
+
+    **Source distributions.** When a package has no wheel for the image's Python and platform, `kit lock`
+    (with `sdists = "when-no-wheel"`, the default) reads its sdist from the index and locks it with its
+    hash: one with no C, C++, CUDA, Cython, Rust or Fortran sources is pure Python and reported as info
+    (`lock-sdist-pure-python`); one that compiles code needs compilers in the image, and `kit check` says
+    which (`lock-sdist-needs-compiler`, `lock-sdist-compilers-unknown`). The packages of
+    `kit/data/sdists.toml` keep the classification written there. `sdists = "none"` takes wheels only.
+    """
 
     base: str = Field(description="A CUDA registry image (e.g. `nvidia/cuda:12.4.1-devel-ubuntu22.04`) or `debian_slim`.")
-    python: str = Field("3.11", description="Python version of the image, `3.X`.")
+    python: str = Field("3.11", description="Python version of the image, `3.X`; with `engine = \"from-image\"`, unset means the image's own Python.")
     index_url: str | None = Field(None, description="Replacement for the default package index.")
     extra_index_urls: list[str] = Field(default_factory=list, description="Additional package indexes.")
     env: dict[str, str] = Field(default_factory=dict, description="Environment variables set in the image.")
@@ -99,7 +120,8 @@ class Image(Section):
     builder_version: Literal["2023.12", "2024.04", "2024.10", "2025.06", "2026.10", "PREVIEW"] | None = Field(
         None,
         description="Modal image builder version of the workspace (Modal settings); it decides `debian_slim`'s Debian release "
-        "and so its glibc (2023.12 bullseye, 2024.04-2025.06 bookworm, 2026.10 trixie). Unset: bookworm is assumed.",
+        "and so its glibc (2023.12 bullseye, 2024.04-2025.06 bookworm, 2026.10 trixie). Unset: bookworm is assumed. "
+        "When set, the rendered app sets `MODAL_IMAGE_BUILDER_VERSION` to it, so Modal builds with the version kit checked.",
     )
     sdists: Literal["when-no-wheel", "none"] = Field(
         "when-no-wheel",

@@ -365,6 +365,7 @@ def _image(loaded: LoadedProfile, reqs: Requirements, attention: dict[str, Any] 
         "python": img.python,
         # The engine from the image: no add_python (its own Python runs), nothing installed when nothing is added.
         "from_image": loaded.profile.engine_from_image,
+        "builder_version": img.builder_version,
         "link_python": loaded.profile.engine_from_image and facts.python_on_path is False,
         "install": any(line.strip() and not line.lstrip().startswith(("#", "-")) for line in reqs.text.splitlines()),
         "apt": list(img.apt_packages),

@@ -139,8 +139,16 @@ def test_engine_from_image_mismatches_are_errors(tree):
 
 def test_engine_from_an_unknown_image_says_what_it_could_not_check(tree):
     loaded = _profile(tree, SGLANG_IMAGE.replace("lmsysorg/sglang:v0.5.5", "example.com/sglang:custom"))
-    rules = _rules(check(loaded))
-    assert rules["engine-image-unknown"] == "warning" and "engine-not-pinned" not in rules
+    report = check(loaded)
+    # One warning about the image (sglang-unverified-stack is about SGLang on Modal, whatever the image).
+    warned = [f for f in report.findings if f.severity != "info" and f.rule != "sglang-unverified-stack"]
+    assert [(f.rule, f.severity) for f in warned] == [("image-unknown", "warning")]
+    assert "the sglang version not checked" in warned[0].summary and "Name it in [packages]" in warned[0].why
+    named = _profile(tree, SGLANG_IMAGE.replace("lmsysorg/sglang:v0.5.5", "example.com/sglang:custom").replace('hf-transfer = "0.1.9"', 'sglang = "0.5.5"'), "q")
+    assert lockfile.resolution_inputs(named).engine_requirement == "sglang==0.5.5"
+    assert "sglang version" not in [f for f in check(named).findings if f.rule == "image-unknown"][0].summary
+    plain = _profile(tree, SGLANG_IMAGE.replace("lmsysorg/sglang:v0.5.5", "nvidia/cuda:12.8.1-devel-ubuntu22.04"), "r")
+    assert _rules(check(plain))["engine-not-in-image"] == "error"
 
 
 def test_a_dev_build_is_info_and_gets_no_release_rules(tree):
@@ -224,3 +232,15 @@ def test_engine_from_the_vllm_image_locks_the_additions_only(tree, tmp_path, mon
     assert set(lock.packages) == {"transformers"} and lock.provided["vllm"] == Version("0.9.1") and lock.provided["torch"] == Version("2.7.0")
     app = render(loaded).files["app.py"]
     assert "from_registry('vllm/vllm-openai:v0.9.1'" in app.replace("\n        ", "") and "add_python" not in app
+
+
+def test_builder_version_reaches_modal_through_the_rendered_app(tree, tmp_path, monkeypatch):
+    import modal.config
+
+    text = BASE_PROFILE.replace('"nvidia/cuda:12.4.1-devel-ubuntu22.04"', '"debian_slim"').replace("[image]", '[image]\nbuilder_version = "2026.10"')
+    monkeypatch.delenv("MODAL_IMAGE_BUILDER_VERSION", raising=False)
+    bundle = render(_profile(tree, text))
+    import_bundle(bundle, tmp_path / "bundle", monkeypatch)
+    assert modal.config.config.get("image_builder_version") == "2026.10"
+    monkeypatch.delenv("MODAL_IMAGE_BUILDER_VERSION", raising=False)
+    assert "MODAL_IMAGE_BUILDER_VERSION" not in render(_profile(tree, BASE_PROFILE, "q")).files["app.py"]
