@@ -27,8 +27,8 @@ from kit.load import LoadedProfile
 HEADER = "# kit-lock: "
 # Bump when the lock's layout or kit's way of resolving changes: every lock becomes stale.
 FORMAT = "1"
-# Wheels only: an sdist would be built (often: CUDA code compiled) while the image builds.
-# Exceptions are kit/data/sdists.toml packages pinned exactly by the profile (see resolve.py).
+# Wheels first: an sdist is built while the image builds. resolve.py adds `--no-binary NAME` for a
+# package with no wheel (kit/data/sdists.toml, or classified by kit.sdist; never with image.sdists = "none").
 RESOLVER_OPTIONS = ("--only-binary", ":all:", "--index-strategy", "first-index")
 # Platform assumed when kit does not know the base image's glibc (recorded in the header).
 FALLBACK_GLIBC = "2.28"

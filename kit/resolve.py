@@ -1,8 +1,11 @@
 """`kit lock`: resolve a profile's whole closure with uv and write profiles/<name>.lock.
 
 uv runs as `uv pip compile` with the profile's pins (plus the engine's extra, see
-lockfile.engine_extras), the image's Python and platform tag, wheels only, hashes, and the existing
-lock as the starting point (so re-locking moves nothing that need not move). uv's own configuration
+lockfile.engine_extras, and the extras the profile names), the image's Python and platform tag,
+wheels first, hashes, and the existing lock as the starting point (so re-locking moves nothing that
+need not move). A package with no wheel is retried as an sdist (kit.sdist reads and classifies it)
+unless image.sdists = "none". With the engine from the image, the image's packages are uv
+constraints, and the lock keeps only what the profile adds (see lock_profile). uv's own configuration
 files are ignored (`--no-config`) and so are UV_* variables that change what gets resolved; the ones
 kept are transport settings (cache, mirror of the default index, TLS, timeouts, retries). A mirror
 set with UV_DEFAULT_INDEX is recorded in the lock header as the index uv reports.

@@ -244,3 +244,13 @@ def test_builder_version_reaches_modal_through_the_rendered_app(tree, tmp_path, 
     assert modal.config.config.get("image_builder_version") == "2026.10"
     monkeypatch.delenv("MODAL_IMAGE_BUILDER_VERSION", raising=False)
     assert "MODAL_IMAGE_BUILDER_VERSION" not in render(_profile(tree, BASE_PROFILE, "q")).files["app.py"]
+
+
+@pytest.mark.network
+def test_extras_are_resolved_with_their_dependencies(tree):
+    loaded = _profile(tree, BASE_PROFILE.replace('xgrammar = "0.1.19"', 'xgrammar = "0.1.19"\n"fastapi[standard]" = "0.115.0"'))
+    resolve.lock_profile(loaded)
+    lock = lockfile.parse(lockfile.lock_path(loaded))
+    assert "fastapi[standard]==0.115.0" in lock.header["requirements"]
+    assert lock.packages["fastapi"] == Version("0.115.0") and {"fastapi-cli", "uvicorn", "email-validator"} <= set(lock.packages)
+    assert lockfile.status(loaded).state == "fresh"
