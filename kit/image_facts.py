@@ -34,6 +34,7 @@ class ImageFacts:
     python: str | None = None  # the image's own Python `3.X`; None when Modal adds the profile's
     python_from_profile: bool = False  # Modal installs the profile's image.python (debian_slim, add_python)
     python_on_path: bool | None = None  # `python` on PATH (Modal's from_registry needs it)
+    entrypoint: tuple[str, ...] = ()  # an ENTRYPOINT that does not run its arguments (Modal's command): cleared
     cuda: str | None = None
     nvcc: bool | None = None
     libnuma: bool | None = None
@@ -100,6 +101,7 @@ def image_facts(base: str, builder_version: str | None = None) -> ImageFacts:
         python=python,
         python_from_profile=bool(row.get("python_from_profile")),
         python_on_path=row.get("python_on_path"),
+        entrypoint=tuple(row.get("entrypoint", ())),
         cuda=cuda,
         nvcc=row.get("nvcc"),
         libnuma=row.get("libnuma"),

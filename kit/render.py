@@ -367,6 +367,7 @@ def _image(loaded: LoadedProfile, reqs: Requirements, attention: dict[str, Any] 
         "from_image": loaded.profile.engine_from_image,
         "builder_version": img.builder_version,
         "link_python": loaded.profile.engine_from_image and facts.python_on_path is False,
+        "clear_entrypoint": loaded.profile.engine_from_image and bool(facts.entrypoint),
         "install": any(line.strip() and not line.lstrip().startswith(("#", "-")) for line in reqs.text.splitlines()),
         "apt": list(img.apt_packages),
         "env": env,

@@ -230,8 +230,12 @@ def test_engine_from_the_vllm_image_locks_the_additions_only(tree, tmp_path, mon
     resolve.lock_profile(loaded)
     lock = lockfile.parse(lockfile.lock_path(loaded))
     assert set(lock.packages) == {"transformers"} and lock.provided["vllm"] == Version("0.9.1") and lock.provided["torch"] == Version("2.7.0")
-    app = render(loaded).files["app.py"]
-    assert "from_registry('vllm/vllm-openai:v0.9.1'" in app.replace("\n        ", "") and "add_python" not in app
+    bundle = render(loaded)
+    app = bundle.files["app.py"]
+    assert "'vllm/vllm-openai:v0.9.1'" in app and "add_python" not in app
+    assert '"ENTRYPOINT []"' in app and "/usr/local/bin/python" in app  # the image's server entrypoint cleared, `python` linked
+    assert bundle.files["requirements.txt"].startswith("transformers==4.53.0")
+    import_bundle(bundle, tmp_path / "bundle", monkeypatch)
 
 
 def test_builder_version_reaches_modal_through_the_rendered_app(tree, tmp_path, monkeypatch):

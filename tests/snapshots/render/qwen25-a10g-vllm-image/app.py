@@ -28,8 +28,12 @@ image = (
     # The engine comes installed in this image (image.engine = "from-image"): its own Python runs it.
     modal.Image.from_registry(
         'vllm/vllm-openai:v0.9.1',
-        # Modal runs `python`; this image has only `python3`.
-        setup_dockerfile_commands=["RUN ln -sf \"$(command -v python3)\" /usr/local/bin/python"],
+        setup_dockerfile_commands=[
+            # The image's ENTRYPOINT starts its own server instead of running Modal's command.
+            "ENTRYPOINT []",
+            # Modal runs `python`; this image has only `python3`.
+            "RUN ln -sf \"$(command -v python3)\" /usr/local/bin/python",
+        ],
     )
     # requirements.txt is the bundle's: the lockfile with hashes, or the profile's pins when unlocked.
     .uv_pip_install(
