@@ -258,3 +258,18 @@ def test_extras_are_resolved_with_their_dependencies(tree):
     assert "fastapi[standard]==0.115.0" in lock.header["requirements"]
     assert lock.packages["fastapi"] == Version("0.115.0") and {"fastapi-cli", "uvicorn", "email-validator"} <= set(lock.packages)
     assert lockfile.status(loaded).state == "fresh"
+
+
+def test_recorded_engine_images_are_fresh_for_images_toml():
+    """Every engine row of images.toml has its recording (run kit/data/record_images.py after editing one)."""
+    import tomllib
+
+    from kit.data.record_images import HERE
+
+    rows = [r for r in tomllib.loads((HERE / "images.toml").read_text())["image"] if r.get("engine")]
+    recorded = json.loads((HERE / "images.recorded.json").read_text())["engine_images"]
+    assert sorted(recorded) == sorted(r["match"] for r in rows)
+    for row in rows:
+        entry = recorded[row["match"]]
+        assert entry["sources"][0] == row["sources"][0], row["match"]
+        assert entry["packages"].items() >= row["dockerfile_pins"].items(), row["match"]

@@ -10,8 +10,8 @@ Two kinds of fact, each with its provenance:
 - `engine_images`: the packages inside each official engine image of images.toml: the Dockerfile's
   own pins (`dockerfile_pins`, read at the engine repository's revision, cited in the row) plus the
   exact (`==`) requirements that the engine release declares (Requires-Dist, with the extra the
-  Dockerfile installs, for the image's Python on linux x86_64), read from the package index by
-  scripts/record_metadata.py's `metadata` (pip --report: PEP 658 metadata, no wheel downloaded).
+  Dockerfile installs, for the image's Python on linux x86_64), read from the package index with
+  `pip install --dry-run --no-deps --report` (the index's PEP 658 metadata; no wheel downloaded).
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ import fnmatch
 import importlib.metadata
 import importlib.util
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -58,10 +61,23 @@ def debian_slim_rows(images: dict) -> dict[str, dict]:
     return rows
 
 
-def engine_image_packages(row: dict) -> dict:
-    sys.path.insert(0, str(ROOT))
-    from scripts.record_metadata import metadata
+def metadata(req: str) -> dict:
+    """Requires-Dist of one release, as the index's PEP 658 metadata says (pip --report; no wheel downloaded)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        platforms = [a for tag in ("manylinux1", "manylinux2014", "manylinux_2_28", "manylinux_2_31", "manylinux_2_35")
+                     for a in ("--platform", f"{tag}_x86_64")]
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--no-deps", "--ignore-installed",
+               "--only-binary", ":all:", "--python-version", "3.12", *platforms,
+               "--target", str(Path(tmp) / "t"), "--report", str(report), req]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PIP_CONSTRAINT": ""})
+        if proc.returncode != 0:
+            return {"error": f"pip could not read its metadata: {proc.stderr.strip()[-300:]}"}
+        item = json.loads(report.read_text())["install"][0]
+        return {"requires_dist": item["metadata"].get("requires_dist", []), "source": item["download_info"]["url"].rsplit("/", 1)[-1]}
 
+
+def engine_image_packages(row: dict) -> dict:
     engine = row["engine"]
     pins = {canonicalize_name(k): v for k, v in row.get("dockerfile_pins", {}).items()}
     version = pins[engine]
