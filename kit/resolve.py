@@ -433,7 +433,9 @@ def _trim_explanation(lines: list[str], inputs: lockfile.Inputs, loaded: LoadedP
                 if line not in out:
                     out.append(line)
     for name, version in _NO_WHEELS.findall(text):
-        out.append(_no_wheel_advice(canonicalize_name(name), version, inputs, pins))
+        canon = canonicalize_name(name)
+        requirers = sorted({f"{w}{v}" for w, v, d, _ in _DEPENDS.findall(text) if canonicalize_name(d.split("[")[0]) == canon})
+        out.append(_no_wheel_advice(canon, version, inputs, pins, requirers))
     derivation = []
     for ln in lines:
         if ln.startswith("No solution found"):
@@ -450,14 +452,20 @@ def _trim_explanation(lines: list[str], inputs: lockfile.Inputs, loaded: LoadedP
     return out
 
 
-def _no_wheel_advice(name: str, version: str, inputs: lockfile.Inputs, pins: dict[str, str]) -> str:
+def _no_wheel_advice(name: str, version: str, inputs: lockfile.Inputs, pins: dict[str, str], requirers: Sequence[str] = ()) -> str:
     """What the user can do about a package that has no wheel, depending on why kit did not build it."""
     head = f"{name}=={version} has no wheel for Python {inputs.python} on {inputs.platform}"
+    if requirers:
+        head += f" (required by {', '.join(requirers)})"
     if inputs.sdists == "none":
+        other = (
+            f"pin another {name} version that has wheels"
+            if name in pins
+            else "move the profile's pin that brings it in (the derivation below names it) to a release whose closure has wheels"
+        )
         return (
             f"{head}, and image.sdists = \"none\" forbids building it from its source distribution: remove image.sdists "
-            "(kit then reads the sdist, locks it with its hash and `kit check` says what building it needs), or pin "
-            + (f"another {name} version that has wheels" if name in pins else "the package that requires it to a release whose closure has wheels")
+            f"(kit then reads the sdist, locks it with its hash and `kit check` says what building it needs), or {other}"
         )
     if name in lockfile.sdist_allowlist() and pins.get(name) != version:
         return f"{head}; kit/data/sdists.toml lets the image build {name} only at the version the profile pins: pin {name} = \"{version}\" in [packages]"

@@ -221,6 +221,13 @@ def test_forbidden_sdists_fail_with_advice_the_user_can_follow(tree):
     with pytest.raises(KitError) as exc:
         resolve.lock_profile(loaded)
     assert 'image.sdists = "none" forbids' in exc.value.message and not lockfile.lock_path(loaded).exists()
+    # Through the engine: the advice names the package that pulls the sdist in.
+    old_vllm = BASE_PROFILE.replace('vllm = "0.9.2"', 'vllm = "0.6.3"').replace('transformers = "4.53.0"', 'transformers = "4.46.3"').replace('xgrammar = "0.1.19"\n', "")
+    loaded = _profile(tree, old_vllm.replace("[image]", '[image]\nsdists = "none"'), "q")
+    with pytest.raises(KitError) as exc:
+        resolve.lock_profile(loaded)
+    assert "pyairports==0.0.1 has no wheel" in exc.value.message and "(required by outlines>=0.0.43,<=0.0.46)" in exc.value.message
+    assert "remove image.sdists" in exc.value.message and "vllm==0.6.3 depends on outlines" in exc.value.message
 
 
 @pytest.mark.network
