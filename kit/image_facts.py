@@ -69,7 +69,7 @@ def _data() -> tuple[dict[str, Any], dict[str, Any]]:
 def image_facts(base: str, builder_version: str | None = None) -> ImageFacts:
     """The facts of one base image (and, for debian_slim, of one Modal image builder version)."""
     toml, recorded = _data()
-    row = next((r for r in toml.get("image", []) if fnmatch.fnmatch(base, r["match"])), None)
+    row = next((r for r in toml.get("image", []) if _matches(base, r["match"])), None)
     if row is None:
         return ImageFacts(base=base, known=False)
     sources = list(row.get("sources", []))
@@ -90,7 +90,7 @@ def image_facts(base: str, builder_version: str | None = None) -> ImageFacts:
     if row.get("cuda_from_tag"):
         m = _CUDA_TAG.search(base)
         cuda = m.group(1) if m else None
-    engine_row = recorded["engine_images"].get(row["match"]) if row.get("engine") else None
+    engine_row = recorded["engine_images"].get(row["match"]) if row.get("engine") else None  # engine rows match one tag
     if engine_row:
         sources += engine_row["sources"][1:]
     return ImageFacts(
@@ -113,6 +113,10 @@ def image_facts(base: str, builder_version: str | None = None) -> ImageFacts:
         no_deps=tuple(engine_row.get("no_deps", ())) if engine_row else (),
         sources=tuple(sources),
     )
+
+
+def _matches(base: str, match: str | list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(base, m) for m in ([match] if isinstance(match, str) else match))
 
 
 def _version(text: str | None) -> Version | None:

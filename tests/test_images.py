@@ -43,6 +43,7 @@ def _rules(report) -> dict[str, str]:
         ("debian_slim", "2023.12", "2.31", False, None, None),
         ("debian_slim", "2026.10", "2.41", False, None, None),
         ("python:3.12-slim-bookworm", None, "2.36", False, None, "3.12"),
+        ("python:3.11-trixie", None, "2.41", False, None, "3.11"),
         ("lmsysorg/sglang:v0.5.5", None, "2.35", True, "12.9.1", "3.12"),
         ("vllm/vllm-openai:v0.9.1", None, "2.35", True, "12.8.1", "3.12"),
     ],
@@ -51,6 +52,13 @@ def test_image_facts(base, builder, glibc, nvcc, cuda, python):
     f = image_facts(base, builder)
     assert (f.known, f.glibc, f.nvcc, f.cuda, f.python) == (True, Version(glibc), nvcc, cuda, python)
     assert f.sources and not f.unknown
+
+
+def test_an_image_kit_half_knows_names_only_what_it_does_not_know():
+    floating = image_facts("python:3.12-slim")  # Debian follows the release of the day: glibc unknown
+    assert floating.known and floating.python == "3.12" and floating.slim and floating.compilers is False
+    assert [m.split(" (")[0] for m in floating.unknown] == ["glibc"]
+    assert not image_facts("python:3.12-alpine").known  # musl, not glibc: kit claims nothing
 
 
 def test_engine_images_hold_their_engine_and_its_exact_pins():
