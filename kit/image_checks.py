@@ -23,6 +23,7 @@ def image_findings(loaded: LoadedProfile, closure: Any, emit: Emit) -> None:
     _unknown(loaded, img, emit)
     if p.engine_from_image:
         _engine_from_image(loaded, img, emit)
+    _python_for_builder(loaded, emit)
     _not_a_release(loaded, img, closure, emit)
     _sdists(img, closure, emit)
 
@@ -72,6 +73,19 @@ def _engine_from_image(loaded: LoadedProfile, img: ImageFacts, emit: Emit) -> No
              fix_detail=f"remove {pkg} from [packages] (the image's {held} is used), or use the image of {pkg} {named}")
     if img.python and "python" in p.image.model_fields_set and p.image.python != img.python:
         emit("image-python-mismatch", python=p.image.python, image_python=img.python)
+
+
+def _python_for_builder(loaded: LoadedProfile, emit: Emit) -> None:
+    """Modal installs the profile's Python (debian_slim, add_python) only in the series its builder version accepts."""
+    from kit.image_facts import python_series
+
+    p = loaded.profile
+    version = p.image.builder_version
+    if version is None or p.engine_from_image:
+        return
+    series, _ = python_series(version)
+    if series and p.image.python not in series:
+        emit("image-python-unsupported-by-builder", keys=["image.python", "image.builder_version"], python=p.image.python, builder=version, series=", ".join(series))
 
 
 def _not_a_release(loaded: LoadedProfile, img: ImageFacts, closure: Any, emit: Emit) -> None:

@@ -130,3 +130,10 @@ def is_release(version: str | Version) -> bool:
     """A published release: not a dev, pre- or local build (`0.22.1rc1.dev188`, `0.9.0+g1a2b3c`)."""
     v = version if isinstance(version, Version) else _version(version)
     return v is not None and not (v.is_devrelease or v.is_prerelease or v.local)
+
+
+def python_series(builder_version: str) -> tuple[list[str], str]:
+    """The Python series Modal's image builder accepts at this builder version, and the source of that fact."""
+    _, recorded = _data()
+    rec = recorded["python_series"]
+    return list(rec["series"].get(builder_version, [])), rec["source"]

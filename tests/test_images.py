@@ -288,3 +288,21 @@ def test_recorded_engine_images_are_fresh_for_images_toml():
         entry = recorded[row["match"]]
         assert entry["sources"][0] == row["sources"][0], row["match"]
         assert entry["packages"].items() >= row["dockerfile_pins"].items(), row["match"]
+
+
+def test_a_python_the_builder_version_does_not_install_is_an_error(tree):
+    text = BASE_PROFILE.replace('"nvidia/cuda:12.4.1-devel-ubuntu22.04"', '"debian_slim"')
+    old = _profile(tree, text.replace("[image]", '[image]\nbuilder_version = "2024.04"').replace('python = "3.11"', 'python = "3.13"'))
+    finding = [f for f in check(old).findings if f.rule == "image-python-unsupported-by-builder"]
+    assert finding and finding[0].severity == "error" and "3.10, 3.11, 3.12" in finding[0].why
+    ok = _profile(tree, text.replace("[image]", '[image]\nbuilder_version = "2024.10"').replace('python = "3.11"', 'python = "3.13"'), "q")
+    assert "image-python-unsupported-by-builder" not in _rules(check(ok))
+
+
+def test_recorded_python_series_match_the_installed_modal_wheel():
+    from modal._image import SUPPORTED_PYTHON_SERIES
+
+    from kit.image_facts import python_series
+
+    for version, series in SUPPORTED_PYTHON_SERIES.items():
+        assert python_series(version)[0] == series

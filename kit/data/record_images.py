@@ -7,6 +7,8 @@ Two kinds of fact, each with its provenance:
 - `debian_slim`: the Debian release of Modal's debian_slim for each image builder version, read from
   the installed modal wheel's `modal/builder/base-images.json` (the file Modal's image builder reads),
   and the glibc of that release from images.toml's [[os]] rows.
+- `python_series`: the Python series Modal's image builder accepts per builder version, read from
+  the modal wheel's `modal/_image.py` (SUPPORTED_PYTHON_SERIES).
 - `engine_images`: the packages inside each official engine image of images.toml: the Dockerfile's
   own pins (`dockerfile_pins`, read at the engine repository's revision, cited in the row) plus the
   exact (`==`) requirements that the engine release declares (Requires-Dist, with the extra the
@@ -43,6 +45,22 @@ def modal_base_images() -> tuple[dict, str]:
         raise SystemExit("modal is not installed: pip install -e '.[test]'")
     path = Path(next(iter(spec.submodule_search_locations))) / "builder" / "base-images.json"
     return json.loads(path.read_text()), f"modal {importlib.metadata.version('modal')} wheel, modal/builder/base-images.json"
+
+
+def modal_python_series() -> dict:
+    """SUPPORTED_PYTHON_SERIES of the installed modal wheel's modal/_image.py, read with ast (not imported)."""
+    import ast
+
+    spec = importlib.util.find_spec("modal")
+    path = Path(next(iter(spec.submodule_search_locations))) / "_image.py"
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "SUPPORTED_PYTHON_SERIES":
+            return {
+                "series": ast.literal_eval(node.value),
+                "source": f"modal {importlib.metadata.version('modal')} wheel, modal/_image.py SUPPORTED_PYTHON_SERIES "
+                "(debian_slim(python_version=...) and add_python raise InvalidError 'Unsupported Python version' outside it)",
+            }
+    raise SystemExit(f"{path}: no SUPPORTED_PYTHON_SERIES")
 
 
 def debian_slim_rows(images: dict) -> dict[str, dict]:
@@ -113,6 +131,7 @@ def main() -> None:
     doc = {
         "how": "python kit/data/record_images.py (see its docstring)",
         "debian_slim": debian_slim_rows(images),
+        "python_series": modal_python_series(),
         "engine_images": {row["match"]: engine_image_packages(row) for row in images["image"] if row.get("engine")},
     }
     OUT.write_text(json.dumps(doc, indent=1) + "\n")
