@@ -312,3 +312,15 @@ def test_recorded_python_series_match_the_installed_modal_wheel():
 
     for version, series in SUPPORTED_PYTHON_SERIES.items():
         assert python_series(version)[0] == series
+
+
+def test_diff_reads_the_engine_the_image_holds():
+    """kit diff from a pinned vLLM to the vLLM image: the engine moves 0.9.2 -> 0.9.1, it is not "removed"."""
+    from kit.diff import diff
+
+    from .conftest import PROFILES
+
+    out = diff(load(PROFILES / "qwen25-a10g.toml"), load(PROFILES / "qwen25-a10g-vllm-image.toml"))
+    vllm = [c for c in out.packages if c.name == "vllm"]
+    assert [(c.old, c.new) for c in vllm] == [("0.9.2", "0.9.1")]
+    assert not [c for c in out.locked if c.name == "torch" and c.new is None]  # the image's torch is read, not "removed"
