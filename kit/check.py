@@ -8,11 +8,9 @@ kit/data/rules/computed.toml. Nothing here imports jinja2, modal or httpx: check
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from packaging.markers import default_environment
@@ -23,6 +21,7 @@ from packaging.version import Version
 from kit import catalog
 from kit.catalog import GIB
 from kit.errors import ProfileError
+from kit.knowledge import query as knowledge
 from kit.load import LoadedProfile
 from kit.image_checks import image_findings
 from kit.memory import memory_fit
@@ -62,6 +61,7 @@ class Report:
     findings: list[Finding]
     closure_checked: bool
     notes: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)  # "gpu.type = T4 (from KIT_GPU__TYPE)"
 
     def active(self) -> list[Finding]:
         return [f for f in self.findings if f.allowed is None]
@@ -80,6 +80,7 @@ class Report:
             "summary": {s: self.count(s) for s in ("error", "warning", "info")},
             "findings": [f.as_dict() for f in self.findings],
             "notes": self.notes,
+            "overrides": self.overrides,
         }
 
 
@@ -89,15 +90,6 @@ def image_facts(base: str, builder_version: str | None = None) -> dict[str, Any]
 
     f = facts(base, builder_version)
     return {"nvcc": f.nvcc, "slim": f.slim, "glibc": f.glibc, "known": f.known}
-
-
-@cache
-def recorded_metadata() -> dict[str, dict[str, Any]]:
-    path = resources.files("kit").joinpath("data", "metadata.json")
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("packages", {})
-    except FileNotFoundError:
-        return {}
 
 
 def _uses_fields(value: Any, out: set[str]) -> None:
@@ -165,9 +157,12 @@ def check(loaded: LoadedProfile, closure: Closure | None = None, closure_note: s
     order = {"error": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: (order[f.severity], f.rule))
     notes = []
+    gpu = catalog.gpus().find(loaded.profile.gpu.type)
+    if gpu is not None and loaded.profile.gpu.type != gpu.name:
+        notes.append(f"gpu.type {loaded.profile.gpu.type!r} is read as {gpu.name} (kit's name for it)")
     if closure is None:
         notes.append(closure_note or "closure not checked: no lockfile, so only the pinned packages were checked (run `kit lock`)")
-    return Report(profile=loaded.display, name=loaded.profile.name, findings=findings, closure_checked=closure is not None, notes=notes)
+    return Report(profile=loaded.display, name=loaded.profile.name, findings=findings, closure_checked=closure is not None, notes=notes, overrides=loaded.override_notes())
 
 
 def _apply_allows(loaded: LoadedProfile, findings: list[Finding]) -> None:
@@ -240,7 +235,9 @@ class _Computed:
         self.engine_package()
         image_findings(self.loaded, self.closure, self.emit)
         self.attention_backend()
+        self.structured_output_backend()
         self.pins_against_metadata()
+        self.pin_versions()
         self.built_from_source()
         self.gpu_count()
         self.tensor_parallel()
@@ -291,9 +288,26 @@ class _Computed:
                 match="exactly" if row["case_sensitive"] else "ignoring case",
             )
 
+    def pin_versions(self) -> None:
+        """Each pin against the releases the store recorded (kit/pins.py)."""
+        from kit.pins import problems
+
+        for problem in problems(self.p.packages):
+            self.emit(problem.rule, keys=[f"packages.{problem.package}"], **problem.values)
+
+    def structured_output_backend(self) -> None:
+        """structured_output.backend against what kit measured for the pinned release (kit.structured_output)."""
+        from kit.structured_output import measured_finding
+
+        if {"structured_outputs_config", "guided_decoding_backend", "grammar_backend"} & set(self.p.engine.args):
+            return  # engine.args chooses the backend itself: kit renders that, not structured_output.backend
+        pkg = ENGINE_PACKAGE[self.p.engine.name]
+        values = measured_finding(self.p.engine.name, self.p.version(pkg), self.p.structured_output.backend)
+        if values is not None:
+            self.emit("structured-output-backend-measured", package=pkg, version=self.p.version(pkg), **values)
+
     def pins_against_metadata(self) -> None:
         """Each pin against the Requires-Dist and Requires-Python its fellow pins declare."""
-        meta = recorded_metadata()
         env = default_environment()
         env.update(
             python_version=self.p.image.python,
@@ -307,18 +321,18 @@ class _Computed:
         )
         engine_pkg = ENGINE_PACKAGE[self.p.engine.name]
         for name, version in sorted(self.p.packages.items()):
-            entry = meta.get(f"{name}=={version}")
-            if entry is None:
+            entry = knowledge.release(name, version)
+            if entry is None or entry.requires_dist is None:
                 if name == engine_pkg:
                     self.emit("metadata-not-recorded", keys=[f"packages.{name}"], package=name, version=version)
                 continue
-            rp = entry.get("requires_python")
+            rp = entry.requires_python
             if rp:
                 from packaging.specifiers import SpecifierSet
 
                 if not SpecifierSet(rp).contains(Version(f"{self.p.image.python}.0")):
                     self.emit("pin-requires-python", keys=["image.python", f"packages.{name}"], package=name, version=version, requires_python=rp)
-            for raw in entry.get("requires_dist", []):
+            for raw in entry.requires_dist:
                 # Most requirements name packages the profile does not pin: skip them before parsing.
                 head = _REQ_NAME.match(raw)
                 if head is None or canonicalize_name(head.group(0)) not in self.p.packages:

@@ -127,8 +127,16 @@ def test_pins_checked_against_recorded_metadata(tree):
 
 
 def test_unrecorded_engine_release_is_said_not_guessed(tree):
-    r = _check(tree, BASE_PROFILE.replace('vllm = "0.9.2"', 'vllm = "0.7.3"'))
+    # 0.7.99 was never published, so the knowledge store cannot hold it.
+    r = _check(tree, BASE_PROFILE.replace('vllm = "0.9.2"', 'vllm = "0.7.99"'))
     assert "metadata-not-recorded" in {f.rule for f in r.findings}
+
+
+def test_releases_before_084_are_checked_from_the_store(tree):
+    # vllm 0.7.3's wheel metadata pins `xgrammar==0.1.11; platform_machine == "x86_64"`.
+    r = _check(tree, BASE_PROFILE.replace('vllm = "0.9.2"', 'vllm = "0.7.3"'))
+    f = _one(r, "pin-conflict")
+    assert f.summary == 'vllm 0.7.3 requires xgrammar==0.1.11; platform_machine == "x86_64", but the profile pins xgrammar 0.1.19'
 
 
 def test_allow_suppresses_and_stale_allow_warns(tree):
@@ -154,7 +162,7 @@ def test_json_format_is_stable(tree):
     assert doc["version"] == 1
     assert set(doc["summary"]) == {"error", "warning", "info", "profiles", "invalid"}
     (prof,) = doc["profiles"]
-    assert set(prof) == {"profile", "name", "closure_checked", "summary", "findings", "notes"}
+    assert set(prof) == {"profile", "name", "closure_checked", "summary", "findings", "notes", "overrides"}
     finding = next(f for f in prof["findings"] if f["rule"] == "gpu-memory-kv-cache")
     assert set(finding) == {"rule", "severity", "summary", "why", "fix", "keys", "sources", "file", "allowed"}
     assert finding["file"] == "profiles/p.toml" and finding["sources"]
@@ -193,4 +201,5 @@ def test_schema_command_prints_the_json_schema():
     result = run_kit("schema")
     schema = json.loads(result.out)
     assert schema["additionalProperties"] is False
-    assert {"app", "model", "gpu", "image", "packages", "engine"} <= set(schema["required"])
+    assert "required" not in schema and schema["if"] == {"required": ["extends"]}  # a child profile is partial
+    assert {"app", "model", "gpu", "image", "packages", "engine"} <= set(schema["$defs"]["Profile"]["required"])
