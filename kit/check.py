@@ -23,6 +23,7 @@ from kit.catalog import GIB
 from kit.errors import ProfileError
 from kit.knowledge import query as knowledge
 from kit.load import LoadedProfile
+from kit.image_checks import image_findings
 from kit.memory import memory_fit
 from kit.rules import Facts, Finding, all_rules, evaluate, fill, rules_by_id
 
@@ -50,6 +51,7 @@ class Closure:
     packages: dict[str, Version]
     via: dict[str, str] = field(default_factory=dict)
     build_from_source: list[str] = field(default_factory=list)  # "name==version" the image builds from an sdist
+    sdist_kinds: dict[str, str] = field(default_factory=dict)  # "name==version" -> "pure-python" | "compiles(gcc,nvcc)"
 
 
 @dataclass
@@ -82,26 +84,12 @@ class Report:
         }
 
 
-@cache
-def _images() -> dict[str, list[dict[str, Any]]]:
-    data = catalog.data_file("images.toml")
-    return {"image": data.get("image", []), "glibc": data.get("glibc", [])}
+def image_facts(base: str, builder_version: str | None = None) -> dict[str, Any]:
+    """nvcc / slim / glibc / known of a base image (kit.image_facts has them all)."""
+    from kit.image_facts import image_facts as facts
 
-
-def image_facts(base: str) -> dict[str, Any]:
-    """nvcc / slim / glibc of a base image, from data/images.toml."""
-    facts: dict[str, Any] = {"nvcc": False, "slim": False, "glibc": None, "known": False}
-    for row in _images()["image"]:
-        if fnmatch.fnmatch(base, row["match"]):
-            facts.update(nvcc=row.get("nvcc", False), slim=row.get("slim", False), known=True)
-            if row.get("glibc"):
-                facts["glibc"] = Version(row["glibc"])
-            break
-    for row in _images()["glibc"]:
-        if fnmatch.fnmatch(base, row["match"]):
-            facts["glibc"] = Version(row["glibc"])
-            break
-    return facts
+    f = facts(base, builder_version)
+    return {"nvcc": f.nvcc, "slim": f.slim, "glibc": f.glibc, "known": f.known}
 
 
 def _uses_fields(value: Any, out: set[str]) -> None:
@@ -118,9 +106,16 @@ def _uses_fields(value: Any, out: set[str]) -> None:
 def facts_for(loaded: LoadedProfile, closure: Closure | None = None) -> Facts:
     p = loaded.profile
     pins = {name: Version(v) for name, v in p.packages.items()}
+    from kit.image_facts import image_facts as facts_of, is_release
+
+    img = facts_of(p.image.base, p.image.builder_version)
     packages = dict(closure.packages) if closure else {}
+    if p.engine_from_image:  # what images.toml records the engine image holds beats the lock's reading of it
+        packages.update({n: Version(v) for n, v in img.packages.items()})
     packages.update(pins)
-    img = image_facts(p.image.base)
+    engine_pkg = ENGINE_PACKAGE[p.engine.name]
+    if engine_pkg in packages and not is_release(packages[engine_pkg]):
+        del packages[engine_pkg]  # no release's rules apply to a dev build (rule engine-build-not-a-release)
     gpu = catalog.gpus().find(p.gpu.type)
     used: set[str] = set()
     _uses_fields(p.engine.args, used)
@@ -130,17 +125,24 @@ def facts_for(loaded: LoadedProfile, closure: Closure | None = None) -> Facts:
         pinned=frozenset(pins),
         via=dict(closure.via) if closure else {},
         closure_checked=closure is not None,
-        image_nvcc=img["nvcc"],
-        image_slim=img["slim"],
-        image_glibc=img["glibc"],
-        apt=frozenset(p.image.apt_packages),
+        image_nvcc=img.nvcc,  # None (unknown): neither `image_nvcc = true` nor `= false` holds
+        image_slim=img.slim,
+        image_glibc=img.glibc,
+        apt=frozenset(p.image.apt_packages) | ({"libnuma1"} if img.libnuma else set()),
         env=dict(p.image.env),
         gpu_cc=gpu.compute_capability if gpu else None,
         serving_mode=p.serving.mode,
         uses_fields=frozenset(used),
-        python=Version(p.image.python),
+        python=Version(_python(p, img)),
         placeholders={"gpu": gpu.name if gpu else p.gpu.type, "image": p.image.base, "python": p.image.python, "model": p.model.id},
     )
+
+
+def _python(p: Any, img: Any) -> str:
+    """The Python the app runs on: the image's own when the engine comes from it (unless the profile says)."""
+    if p.engine_from_image and img.python and "python" not in p.image.model_fields_set:
+        return img.python
+    return p.image.python
 
 
 def check(loaded: LoadedProfile, closure: Closure | None = None, closure_note: str | None = None) -> Report:
@@ -231,6 +233,7 @@ class _Computed:
 
     def run(self) -> list[Finding]:
         self.engine_package()
+        image_findings(self.loaded, self.closure, self.emit)
         self.attention_backend()
         self.structured_output_backend()
         self.pins_against_metadata()
@@ -255,7 +258,7 @@ class _Computed:
 
     def engine_package(self) -> None:
         pkg = ENGINE_PACKAGE[self.p.engine.name]
-        if pkg not in self.p.packages:
+        if pkg not in self.p.packages and not self.p.engine_from_image:
             self.emit("engine-not-pinned", keys=["packages", "engine.name"], package=pkg)
 
     def attention_backend(self) -> None:
@@ -365,7 +368,10 @@ class _Computed:
 
     def built_from_source(self) -> None:
         """Packages the lock takes as sdists (kit/data/sdists.toml): the image builds them."""
+        kinds = self.closure.sdist_kinds if self.closure else {}
         for item in self.closure.build_from_source if self.closure else []:
+            if item in kinds:  # classified by kit.sdist: kit.image_checks reports it
+                continue
             name, _, version = item.partition("==")
             self.emit("lock-builds-from-source", keys=[f"packages.{name}"], package=name, version=version)
 

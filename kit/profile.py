@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 # Every pattern is matched with fullmatch: `$` would let a trailing newline through.
 _APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -133,14 +133,54 @@ class Gpu(Section):
 
 
 class Image(Section):
-    """The container image."""
+    """The container image.
+
+    What kit knows of each base image (OS release, glibc, Python, CUDA and nvcc, libnuma, compilers, and
+    for an official engine image the packages inside) is in `kit/data/images.toml`, each row with its
+    source. The lock's platform tag follows the image's glibc. For an image no row matches, `kit check`
+    gives one warning (`image-unknown`) naming what it could not check; the lock then assumes glibc 2.28
+    and says so in its header.
+
+    **The engine from the image.** With `engine = "from-image"` and an official engine image as `base`
+    (`lmsysorg/sglang:v0.5.5`, `vllm/vllm-openai:v0.9.1`), `[packages]` lists only what the profile adds on
+    top; the engine needs no pin. `kit lock` resolves the additions together with the engine as the
+    image holds it, with the image's recorded packages as constraints, and writes only the additions to
+    the lock (the image's packages follow as `# provided:` lines, which `kit check` reads). The rendered
+    app uses `modal.Image.from_registry(base)` with the image's own Python and installs the additions only.
+
+    **Source distributions.** When a package has no wheel for the image's Python and platform, `kit lock`
+    (with `sdists = "when-no-wheel"`, the default) reads its sdist from the index and locks it with its
+    hash: one with no C, C++, CUDA, Cython, Rust or Fortran sources is pure Python and reported as info
+    (`lock-sdist-pure-python`); one that compiles code needs compilers in the image, and `kit check` says
+    which (`lock-sdist-needs-compiler`, `lock-sdist-compilers-unknown`). The packages of
+    `kit/data/sdists.toml` keep the classification written there. `sdists = "none"` takes wheels only.
+    """
 
     base: str = Field(description="A CUDA registry image (e.g. `nvidia/cuda:12.4.1-devel-ubuntu22.04`) or `debian_slim`.")
-    python: str = Field("3.11", description="Python version of the image, `3.X`.")
+    python: str = Field("3.11", description="Python version of the image, `3.X`; with `engine = \"from-image\"`, unset means the image's own Python.")
     index_url: str | None = Field(None, description="Replacement for the default package index.")
     extra_index_urls: list[str] = Field(default_factory=list, description="Additional package indexes.")
     env: dict[str, str] = Field(default_factory=dict, description="Environment variables set in the image.")
     apt_packages: list[str] = Field(default_factory=list, description="Debian packages installed in the image.")
+    # -- what the image holds (issue 12): the engine from the base image, Modal's builder version, sdists --
+    engine: Literal["from-image"] | None = Field(
+        None,
+        description="`from-image`: the engine comes installed in `base` (an official `lmsysorg/sglang:vX` or `vllm/vllm-openai:vX` "
+        "image, see `kit/data/images.toml`); kit locks and installs only what `[packages]` adds on top, with the image's "
+        "packages as constraints, and never reinstalls the engine.",
+    )
+    builder_version: Literal["2023.12", "2024.04", "2024.10", "2025.06", "2026.10", "PREVIEW"] | None = Field(
+        None,
+        description="Modal image builder version of the workspace (Modal settings); it decides `debian_slim`'s Debian release "
+        "and so its glibc (2023.12 bullseye, 2024.04-2025.06 bookworm, 2026.10 trixie). Unset: bookworm is assumed. "
+        "When set, the rendered app sets `MODAL_IMAGE_BUILDER_VERSION` to it, so Modal builds with the version kit checked.",
+    )
+    sdists: Literal["when-no-wheel", "none"] = Field(
+        "when-no-wheel",
+        description="Source distributions (sdists): `when-no-wheel` (default) lets the lock take a package's sdist when the "
+        "index has no wheel for it, locked with its hash; kit reads the sdist, and `kit check` reports a pure-Python one as "
+        "info and says which compilers the image needs for one that compiles code. `none`: wheels only.",
+    )
 
     @field_validator("python")
     @classmethod
@@ -271,6 +311,9 @@ def _version(v: str) -> str:
 PackageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 # Checked per value, so an error names packages.<name> and with it the file that set that key.
 PackageVersion = Annotated[str, AfterValidator(_version)]
+# `[packages]` keys may name extras: `sglang[all]`, `fastapi[standard]` (issue 12).
+PackageKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9][A-Za-z0-9._-]*(,[A-Za-z0-9][A-Za-z0-9._-]*)*\])?$")]
+_EXTRAS = re.compile(r"^([^\[]+)\[([^\]]*)\]$")
 
 
 class Profile(BaseModel):
@@ -285,7 +328,9 @@ class Profile(BaseModel):
     model: Model
     gpu: Gpu
     image: Image
-    packages: dict[PackageName, PackageVersion] = Field(description="Exact versions, e.g. `vllm = \"0.9.2\"`.")
+    packages: dict[PackageKey, PackageVersion] = Field(
+        description="Exact versions, e.g. `vllm = \"0.9.2\"`; a key may name extras, e.g. `\"fastapi[standard]\" = \"0.115.0\"`."
+    )
     engine: Engine
     structured_output: StructuredOutput = Field(default_factory=StructuredOutput)
     serving: Serving = Field(default_factory=Serving)
@@ -324,12 +369,46 @@ class Profile(BaseModel):
             raise ValueError(f"smoke.max_tokens ({smoke.max_tokens}) is larger than model.max_model_len ({m.max_model_len}): the engine rejects such a request")
         return self
 
+    # -- extras and the engine from the image (issue 12) ---------------------------------------------
+    _extras: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _split_extras(self) -> Profile:
+        """`sglang[all] = "0.5.5"` -> packages["sglang"] = "0.5.5" and extras["sglang"] = ("all",)."""
+        plain: dict[str, str] = {}
+        extras: dict[str, tuple[str, ...]] = {}
+        for key, version in self.packages.items():
+            m = _EXTRAS.match(key)
+            name = canonicalize_name(m.group(1)) if m else key
+            if name in plain:
+                raise ValueError(f"packages: {name!r} is listed twice (once with extras); write it once, e.g. \"{name}[extra]\"")
+            plain[name] = version
+            if m:
+                extras[name] = tuple(sorted({canonicalize_name(e) for e in m.group(2).split(",")}))
+        self.packages = plain
+        self._extras = extras
+        return self
+
+    @property
+    def extras(self) -> dict[str, tuple[str, ...]]:
+        """Extras named in `[packages]` keys: canonical package name -> extras."""
+        return dict(self._extras)
+
+    @property
+    def engine_from_image(self) -> bool:
+        return self.image.engine == "from-image"
+
     @property
     def tensor_parallel_size(self) -> int:
         return self.engine.tensor_parallel_size or self.gpu.count
 
     def version(self, package: str) -> Version | None:
-        raw = self.packages.get(canonicalize_name(package))
+        name = canonicalize_name(package)
+        raw = self.packages.get(name)
+        if raw is None and self.engine_from_image:  # the version the base image holds (kit/data/images.toml)
+            from kit.image_facts import image_facts
+
+            raw = image_facts(self.image.base, self.image.builder_version).packages.get(name)
         return Version(raw) if raw else None
 
 

@@ -393,10 +393,19 @@ def _image(loaded: LoadedProfile, reqs: Requirements, attention: dict[str, Any] 
     env = dict(img.env)
     if attention is not None and attention["via"] == "env":  # image.env, when it names the variable too, wins
         env.setdefault(attention["env"], loaded.profile.engine.attention_backend)
+    from kit.image_facts import image_facts
+
+    facts = image_facts(img.base, img.builder_version)
     return {
         "slim": img.base == "debian_slim",
         "base": img.base,
         "python": img.python,
+        # The engine from the image: no add_python (its own Python runs), nothing installed when nothing is added.
+        "from_image": loaded.profile.engine_from_image,
+        "builder_version": img.builder_version,
+        "link_python": loaded.profile.engine_from_image and facts.python_on_path is False,
+        "clear_entrypoint": loaded.profile.engine_from_image and bool(facts.entrypoint),
+        "install": any(line.strip() and not line.lstrip().startswith(("#", "-")) for line in reqs.text.splitlines()),
         "apt": list(img.apt_packages),
         "env": env,
         "index_url": img.index_url,
@@ -437,7 +446,7 @@ def _context(loaded: LoadedProfile, api: dict[str, Any], attention: dict[str, An
         "volumes": _volumes(loaded),
         "engine_kwargs": kwargs,
         "server_command": _server_command(loaded, kwargs),
-        "pinned": dict(sorted(p.packages.items())),
+        "pinned": dict(sorted({**p.packages, engine_pkg: str(p.version(engine_pkg))}.items())) if p.engine_from_image else dict(sorted(p.packages.items())),
         "engine_package": engine_pkg,
         "max_tokens_limit": _max_len(loaded),
         "max_tokens_default": p.smoke.max_tokens if p.smoke else 512,
