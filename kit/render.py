@@ -145,7 +145,8 @@ def template_version() -> str:
 
 
 def api_for(loaded: LoadedProfile) -> dict[str, Any]:
-    """The `[[api]]` row for the profile's engine and pinned version (non-deprecated rows first)."""
+    """The structured-output API for the profile's engine and pinned version: derived from the release's
+    source where the knowledge store has it (kit.engine_api), else the `[[api]]` row (non-deprecated first)."""
     from kit.rules import api_table
 
     p = loaded.profile
@@ -159,7 +160,10 @@ def api_for(loaded: LoadedProfile) -> dict[str, Any]:
             key=f"packages.{package}",
             fix=f'pin it, e.g. {package} = "<version>" (kit check reports engine-not-pinned)',
         )
-    rows = [r for r in api_table() if r.get("engine") == engine and SpecifierSet(r["versions"]).contains(version, prereleases=True)]
+    from kit.engine_api import derived_api_row
+
+    derived = derived_api_row(engine, str(version))
+    rows = [derived] if derived is not None else [r for r in api_table() if r.get("engine") == engine and SpecifierSet(r["versions"]).contains(version, prereleases=True)]
     current = [r for r in rows if not r.get("deprecated", False)] or rows
     if not current:
         covered = ", ".join(r["versions"] for r in api_table() if r.get("engine") == engine) or "none"

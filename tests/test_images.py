@@ -200,21 +200,21 @@ def test_sdist_classified_by_reading_it():
 
 
 @pytest.mark.network
-def test_old_vllm_stack_with_a_pure_python_sdist_locks_and_checks(tree):
+def test_old_vllm_stack_with_a_pure_python_sdist_locks_checks_and_renders(tree, tmp_path, monkeypatch):
     # vLLM 0.6.3 requires outlines 0.0.46, which requires pyairports, published only as an sdist.
     text = BASE_PROFILE.replace('vllm = "0.9.2"', 'vllm = "0.6.3"').replace('transformers = "4.53.0"', 'transformers = "4.46.3"').replace('xgrammar = "0.1.19"\n', "")
+    text += '\n[structured_output]\nbackend = "outlines"\n\n[serving]\nmode = "openai"\n'
     loaded = _profile(tree, text)
     result = resolve.lock_profile(loaded)
     lock = lockfile.parse(result.path)
     assert "pyairports==0.0.1" in lock.build_from_source and lock.sdist_kinds == {"pyairports==0.0.1": "pure-python"}
     assert "pyairports==0.0.1" in lock.text and "--hash=sha256:2fccfc96a47ecbc6f68cfd04cd251ce4694f45add170c74b5dd88921206c2e68" in lock.text
     assert _rules(check(loaded, lockfile.closure_for(loaded)))["lock-sdist-pure-python"] == "info"
-    # Rendering it needs vLLM 0.6.3's structured-output API in kit's [[api]] table, which starts at 0.8.4:
-    # kit refuses rather than guesses (test_a_pure_python_sdist_renders_and_imports renders the sdist path).
-    from kit.render import RenderError
-
-    with pytest.raises(RenderError, match="no structured-output API data for vllm 0.6.3"):
-        render(loaded)
+    # vLLM 0.6.3's structured-output API is derived from its sdist (kit.engine_api): it renders, and the
+    # app imports with the real modal client, the sdist in its requirements.
+    bundle = render(loaded)
+    assert "pyairports==0.0.1" in bundle.files["requirements.txt"] and "'--guided-decoding-backend', 'outlines'" in bundle.files["app.py"]
+    import_bundle(bundle, tmp_path / "bundle", monkeypatch)
 
 
 @pytest.mark.network
