@@ -223,12 +223,48 @@ def _compile(work: Path, input_name: str, inputs: lockfile.Inputs, no_binary: se
         args.append("--upgrade")
     for name in wanted:
         args += ["--upgrade-package", name]
+    import sys
+
+    if not verbose and sys.stderr.isatty():
+        return _run_with_progress(args, work)
     proc = subprocess.run(args, cwd=work, capture_output=True, text=True, env=uv_env(), check=False)
     if verbose and proc.stderr:
-        import sys
-
         sys.stderr.write(proc.stderr)
     return proc
+
+
+_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+def _run_with_progress(args: list[str], work: Path) -> subprocess.CompletedProcess[str]:
+    """uv with its stderr on a pseudo-terminal, so its progress shows on kit's terminal as uv draws it;
+    the same bytes are kept (escapes stripped, each line's last redraw) for kit's own diagnosis."""
+    import pty
+    import sys
+
+    env = {k: v for k, v in uv_env().items() if k != "UV_NO_PROGRESS"}
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(args, cwd=work, env=env, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+    finally:
+        os.close(slave)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: uv closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+        sys.stderr.buffer.write(data)
+        sys.stderr.flush()
+    os.close(master)
+    stdout = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+    rc = proc.wait()
+    raw = _ESCAPE.sub("", b"".join(chunks).decode(errors="replace")).replace("\r\n", "\n")
+    err = "\n".join(line.rsplit("\r", 1)[-1] for line in raw.split("\n"))
+    return subprocess.CompletedProcess(args, rc, stdout, err)
 
 
 def _sdists_to_allow(stderr: str, inputs: lockfile.Inputs, pins: dict[str, str], already: set[str], kinds: dict[str, str]) -> set[str]:
