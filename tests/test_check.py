@@ -176,7 +176,7 @@ def test_check_path_imports_no_heavy_modules():
     code = (
         "import sys, runpy; sys.argv=['kit','check','profiles/qwen25-a10g-flashinfer.toml'];\n"
         "try:\n runpy.run_module('kit', run_name='__main__')\nexcept SystemExit as e: code=e.code\n"
-        "heavy=[m for m in ('jinja2','modal','httpx','pydantic_settings','tomlkit','uv') if m in sys.modules]\n"
+        "heavy=[m for m in ('jinja2','modal','httpx','pydantic_settings','tomlkit','uv','huggingface_hub','kit.hub') if m in sys.modules]\n"
         "print('HEAVY', heavy, 'EXIT', code)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"}).stdout
