@@ -161,8 +161,8 @@ class _Handler(BaseHTTPRequestHandler):
 class HubServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, repos: dict[str, Repo] | None = None):
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, repos: dict[str, Repo] | None = None, port: int = 0):
+        super().__init__(("127.0.0.1", port), _Handler)
         self.repos = load_repos() if repos is None else repos
         self.requests: list[str] = []
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -178,3 +178,11 @@ class HubServer(ThreadingHTTPServer):
     def __exit__(self, *exc) -> None:
         self.shutdown()
         self.server_close()
+
+
+if __name__ == "__main__":  # a demo Hub: python tests/hubserver.py PORT, then HF_ENDPOINT=http://127.0.0.1:PORT
+    import sys
+
+    server = HubServer(port=int(sys.argv[1]) if len(sys.argv) > 1 else 8765)
+    print(f"test Hub at {server.url} ({len(server.repos)} models)", flush=True)
+    server.serve_forever()
