@@ -8,11 +8,9 @@ kit/data/rules/computed.toml. Nothing here imports jinja2, modal or httpx: check
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from packaging.markers import default_environment
@@ -22,6 +20,7 @@ from packaging.version import Version
 
 from kit import catalog
 from kit.errors import ProfileError
+from kit.knowledge import query as knowledge
 from kit.load import LoadedProfile
 from kit.model_checks import ModelChecks
 from kit.rules import Facts, Finding, all_rules, evaluate, fill, rules_by_id
@@ -100,15 +99,6 @@ def image_facts(base: str) -> dict[str, Any]:
             facts["glibc"] = Version(row["glibc"])
             break
     return facts
-
-
-@cache
-def recorded_metadata() -> dict[str, dict[str, Any]]:
-    path = resources.files("kit").joinpath("data", "metadata.json")
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("packages", {})
-    except FileNotFoundError:
-        return {}
 
 
 def _uses_fields(value: Any, out: set[str]) -> None:
@@ -277,7 +267,6 @@ class _Computed:
 
     def pins_against_metadata(self) -> None:
         """Each pin against the Requires-Dist and Requires-Python its fellow pins declare."""
-        meta = recorded_metadata()
         env = default_environment()
         env.update(
             python_version=self.p.image.python,
@@ -291,18 +280,18 @@ class _Computed:
         )
         engine_pkg = ENGINE_PACKAGE[self.p.engine.name]
         for name, version in sorted(self.p.packages.items()):
-            entry = meta.get(f"{name}=={version}")
-            if entry is None:
+            entry = knowledge.release(name, version)
+            if entry is None or entry.requires_dist is None:
                 if name == engine_pkg:
                     self.emit("metadata-not-recorded", keys=[f"packages.{name}"], package=name, version=version)
                 continue
-            rp = entry.get("requires_python")
+            rp = entry.requires_python
             if rp:
                 from packaging.specifiers import SpecifierSet
 
                 if not SpecifierSet(rp).contains(Version(f"{self.p.image.python}.0")):
                     self.emit("pin-requires-python", keys=["image.python", f"packages.{name}"], package=name, version=version, requires_python=rp)
-            for raw in entry.get("requires_dist", []):
+            for raw in entry.requires_dist:
                 # Most requirements name packages the profile does not pin: skip them before parsing.
                 head = _REQ_NAME.match(raw)
                 if head is None or canonicalize_name(head.group(0)) not in self.p.packages:

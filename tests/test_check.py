@@ -127,8 +127,16 @@ def test_pins_checked_against_recorded_metadata(tree):
 
 
 def test_unrecorded_engine_release_is_said_not_guessed(tree):
-    r = _check(tree, BASE_PROFILE.replace('vllm = "0.9.2"', 'vllm = "0.7.3"'))
+    # 0.7.99 was never published, so the knowledge store cannot hold it.
+    r = _check(tree, BASE_PROFILE.replace('vllm = "0.9.2"', 'vllm = "0.7.99"'))
     assert "metadata-not-recorded" in {f.rule for f in r.findings}
+
+
+def test_releases_before_084_are_checked_from_the_store(tree):
+    # vllm 0.7.3's wheel metadata pins `xgrammar==0.1.11; platform_machine == "x86_64"`.
+    r = _check(tree, BASE_PROFILE.replace('vllm = "0.9.2"', 'vllm = "0.7.3"'))
+    f = _one(r, "pin-conflict")
+    assert f.summary == 'vllm 0.7.3 requires xgrammar==0.1.11; platform_machine == "x86_64", but the profile pins xgrammar 0.1.19'
 
 
 def test_allow_suppresses_and_stale_allow_warns(tree):
