@@ -123,6 +123,14 @@ def _download(model_id: str, name: str, revision: str) -> str | None:
         raise
 
 
+def _probe(model_id: str, revision: str) -> None:
+    """One request without retries: an unreachable Hub fails at once rather than after the client's
+    backoff (about 23 s), and a gated, missing or misnamed model fails before anything is downloaded."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    get_hf_file_metadata(hf_hub_url(model_id, "config.json", revision=revision), timeout=10)
+
+
 def _read_json(path: str, name: str, model_id: str, commit: str, file: str | None) -> tuple[Any, str]:
     raw = Path(path).read_bytes()
     try:
@@ -154,7 +162,13 @@ def read_model(model_id: str, revision: str | None, *, file: str | None = None, 
     from huggingface_hub import errors
 
     asked = revision or "main"
+    import logging
+
+    # huggingface_hub logs each retry on stderr; kit says what went wrong once, in its own words.
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     try:
+        if not _offline():
+            _probe(model_id, asked)
         config_path = _download(model_id, "config.json", asked)
         if config_path is None:
             if _offline():

@@ -40,6 +40,7 @@ def hub_env(home: Path, url: str | None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
     env.update(HF_HOME=str(home), HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_ETAG_TIMEOUT="5", HF_HUB_DOWNLOAD_TIMEOUT="5")
     env["HF_ENDPOINT"] = url or "http://127.0.0.1:9"
+    env["HF_HUB_OFFLINE"] = "0"  # run_kit starts from the test's environment, which conftest made offline
     env.update(extra)
     return env
 
