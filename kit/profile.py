@@ -38,16 +38,23 @@ class App(Section):
 
 
 class Architecture(Section):
-    """A model's facts stated by hand, for a model kit cannot read (private, or no network at `kit lock`).
+    """A model's facts stated by hand, for a private model or one `kit lock` cannot read: the numbers of its config.json and safetensors index.
 
-    The numbers are those of the model's config.json and safetensors index. When this table is present,
-    `kit lock` does not read the model from the Hub and `kit check` uses these numbers.
+    Without this table, `kit lock` reads the model's config.json (the text config of a multimodal model),
+    its safetensors index or file sizes, tokenizer_config.json and hf_quant_config.json through
+    huggingface_hub (HF_ENDPOINT, HF_HUB_OFFLINE, HF_HOME and HF_TOKEN apply as they do for vLLM),
+    resolves model.revision to a commit, and records the files' sha256 and what it derives from them
+    in the lock's `# kit-model:` lines; `kit check` reads them from there, offline. With this table,
+    `kit lock` does not read the model at all and `kit check` uses these numbers. Example, a private
+    Llama-3.1-8B fine-tune: `num_hidden_layers = 32`, `num_attention_heads = 32`,
+    `num_key_value_heads = 8`, `head_dim = 128`, `max_position_embeddings = 131072`,
+    `weight_bytes = 16060522496`, `architecture = "LlamaForCausalLM"`.
     """
 
-    num_hidden_layers: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0)
-    num_key_value_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
+    num_hidden_layers: int = Field(gt=0, description="config.json `num_hidden_layers`.")
+    num_attention_heads: int = Field(gt=0, description="config.json `num_attention_heads`.")
+    num_key_value_heads: int = Field(gt=0, description="config.json `num_key_value_heads` (the attention heads when absent).")
+    head_dim: int = Field(gt=0, description="config.json `head_dim`, or hidden_size / num_attention_heads.")
     max_position_embeddings: int = Field(gt=0, description="The longest context the model accepts (with its rope scaling).")
     weight_bytes: int = Field(gt=0, description="Total bytes of the checkpoint's weights (safetensors total_size).")
     architecture: str | None = Field(None, description="The config's `architectures[0]`, e.g. `LlamaForCausalLM`: checked against the engine's model registry.")

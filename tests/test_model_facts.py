@@ -194,3 +194,35 @@ def test_unknown_weights_are_info_and_facts_for_another_model_are_not_used(tree)
     loaded.path.write_text(other)
     report = check(load(loaded.path))
     assert "model-facts-not-locked" in [f.rule for f in report.findings] and "model-unknown" in [f.rule for f in report.findings]
+
+
+def test_render_pins_the_commit_the_lock_resolved_a_branch_to(tree):
+    from kit.render import render
+
+    loaded = locked(tree, profile("Qwen/Qwen3-8B", "H100").replace('dtype = "auto"', 'dtype = "auto"\nrevision = "main"'), "Qwen/Qwen3-8B")
+    commit = MODELS["Qwen/Qwen3-8B"]["commit"]
+    app = render(loaded).files["app.py"]
+    assert f"MODEL_REVISION = {commit!r}" in app or f'MODEL_REVISION = "{commit}"' in app
+    report = check(loaded)
+    assert "model-revision-unpinned" not in [f.rule for f in report.findings]
+
+
+def test_diff_shows_the_model_facts_that_changed(tree, tmp_path):
+    from kit.diff import diff
+
+    old = locked(tree, profile("Qwen/Qwen3-8B", "H100"), "Qwen/Qwen3-8B")
+    new_root = tmp_path / "new"
+    new_root.mkdir()
+    (new_root / ".git").mkdir()
+    (new_root / "profiles").mkdir()
+    text = profile("Qwen/Qwen3-32B", "H100")
+    (new_root / "profiles/p.toml").write_text(text)
+    new = load(new_root / "profiles/p.toml")
+    record = ModelRecord(id="Qwen/Qwen3-32B", revision="main", commit=MODELS["Qwen/Qwen3-32B"]["commit"], facts=facts("Qwen/Qwen3-32B"), files={"config.json": "1" * 64})
+    lock_text = old.path.with_suffix(".lock").read_text()
+    head = "".join(f"# kit-model: {k} = {v}\n" for k, v in record.lock_lines())
+    body = "".join(line + "\n" for line in lock_text.splitlines() if not line.startswith("# kit-model: "))
+    (new_root / "profiles/p.lock").write_text(body.replace("#\n# The whole", head + "#\n# The whole", 1))
+    changes = {c.key: (c.old, c.new) for c in diff(old, new).settings}
+    assert changes["lock model num_hidden_layers"] == ("36", "64")
+    assert changes["lock model weight_bytes"] == (str(MODELS["Qwen/Qwen3-8B"]["weights"]["total_bytes"]), str(MODELS["Qwen/Qwen3-32B"]["weights"]["total_bytes"]))
