@@ -199,7 +199,8 @@ def read_model(model_id: str, revision: str | None, *, file: str | None = None, 
         translated = _translate(exc, model_id, asked, file, hf_secret)
         if translated is not None:
             raise translated from None
-        if isinstance(exc, (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled, OSError)) or "connect" in str(exc).lower():
+        transport = any(c.__module__.startswith(("httpx", "httpcore", "huggingface_hub")) for c in type(exc).__mro__)
+        if transport or isinstance(exc, (errors.HfHubHTTPError, errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled, OSError)):
             raise HubUnreachable(f"{_endpoint()} could not be reached for {model_id}@{asked}: {type(exc).__name__}: {exc}".splitlines()[0], file=file) from None
         raise
     try:

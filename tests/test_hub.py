@@ -151,3 +151,12 @@ def test_kit_lock_stops_on_a_gated_model_without_a_token_and_writes_nothing(hub,
     assert result.code == 2, result
     assert "meta-llama/Meta-Llama-3.1-8B is a gated model" in result.err and "HF_TOKEN" in result.err and "Traceback" not in result.err
     assert not (root / "profiles/p.lock").exists()
+
+
+def test_an_unreachable_hub_is_said_at_once_not_after_the_clients_backoff(tmp_path):
+    import time
+
+    started = time.monotonic()
+    (r,) = _read(hub_env(tmp_path, None), "Qwen/Qwen3-8B")  # HF_ENDPOINT: a closed port
+    assert r["error"] == "HubUnreachable" and "could not be reached" in r["message"]
+    assert time.monotonic() - started < 15  # huggingface_hub alone retries for about 23 s
