@@ -35,9 +35,10 @@ def _round_down(n: float) -> int:
     return int(n // 10**digits * 10**digits)
 
 
-def registry_architectures(engine: str, version: Version | None) -> frozenset[str] | None:
-    """The architectures the pinned engine release registers, from kit's knowledge store
-    (kit.knowledge.engines, derived from each release's source); None when kit does not know them."""
+def engine_release(engine: str, version: Version | None) -> Any:
+    """The pinned engine release's facts from kit's knowledge store (kit.knowledge.engines: the model
+    registry and each quantization method's minimum compute capability, read from the release's own
+    source); None when kit has none for it."""
     if version is None:
         return None
     try:
@@ -45,11 +46,23 @@ def registry_architectures(engine: str, version: Version | None) -> frozenset[st
     except ImportError:
         return None
     try:
-        facts = engine_facts(engine, str(version))
-    except Exception:  # noqa: BLE001 - a release the store lacks: kit does not know
+        return engine_facts(engine, str(version))
+    except Exception:  # noqa: BLE001 - a release the store cannot answer for: kit does not know
         return None
-    archs = getattr(facts, "architectures", None) if facts is not None else None
-    return frozenset(archs) if archs else None
+
+
+def _source(release: Any, fact: str) -> str:
+    try:
+        return str(release.source_of(fact))
+    except Exception:  # noqa: BLE001
+        return f"{getattr(release, 'engine', '')}=={getattr(release, 'version', '')}"
+
+
+def quant_method_name(method: str, detail: str) -> str:
+    """The engine's name for a checkpoint's quantization (vLLM get_name): ModelOpt NVFP4 is modelopt_fp4."""
+    if method == "modelopt" and "FP4" in detail.upper():
+        return "modelopt_fp4"
+    return method
 
 
 class ModelChecks:
@@ -88,11 +101,12 @@ class ModelChecks:
             return
         pkg = "vllm" if self.p.engine.name == "vllm" else "sglang"
         version = self.p.version(pkg)
-        archs = registry_architectures(self.p.engine.name, version)
+        release = engine_release(self.p.engine.name, version)
+        archs = getattr(release, "architectures", None) if release is not None else None
         arch = self.model.architecture
-        if archs is not None:
+        if archs:
             if arch not in archs:
-                self.emit("model-not-in-registry", architecture=arch, package=pkg, version=str(version))
+                self.emit("model-not-in-registry", architecture=arch, package=pkg, version=str(version), source=_source(release, "architectures"))
             return
         if self.model.min_vllm and self.p.engine.name == "vllm":
             vllm = self.c.facts.packages.get("vllm")
@@ -142,7 +156,7 @@ class ModelChecks:
         if not quant:
             return
         if quant != "fp8":
-            self.emit("quantization-capability-unknown", method=quant, detail=(m.quant_detail if m else "") or quant)
+            self._quantization_from_release(quant, (m.quant_detail if m else "") or quant)
             return
         caps = catalog.capabilities()
         native = Version(str(caps["fp8_w8a8"]["min_compute_capability"]))
@@ -161,6 +175,32 @@ class ModelChecks:
             self.emit("gpu-fp8-marlin-too-old", cc=str(cc), min_vllm=str(min_vllm))
         else:
             self.emit("gpu-fp8-weight-only", cc=str(cc), native_cc=str(native))
+
+    def _quantization_from_release(self, quant: str, detail: str) -> None:
+        """A method's minimum compute capability as the pinned release's own source declares it."""
+        pkg = "vllm" if self.p.engine.name == "vllm" else "sglang"
+        version = self.p.version(pkg)
+        release = engine_release(self.p.engine.name, version) if self.p.engine.name == "vllm" else None
+        mins = getattr(release, "quant_min_capability", None) or {}
+        name = quant_method_name(quant, detail)
+        need = mins.get(name)
+        if need is None:
+            self.emit("quantization-capability-unknown", method=quant, detail=detail)
+            return
+        cc = self.gpu.compute_capability
+        have = cc.major * 10 + cc.minor
+        if have < int(need):
+            self.emit(
+                "gpu-quantization-unsupported",
+                method=name,
+                package=pkg,
+                version=str(version),
+                min_cc=f"{int(need) // 10}.{int(need) % 10}",
+                need=str(need),
+                have=str(have),
+                cc=str(cc),
+                source=_source(release, "quant_min_capability"),
+            )
 
     # -- memory and context --------------------------------------------------------------------
 

@@ -226,3 +226,41 @@ def test_diff_shows_the_model_facts_that_changed(tree, tmp_path):
     changes = {c.key: (c.old, c.new) for c in diff(old, new).settings}
     assert changes["lock model num_hidden_layers"] == ("36", "64")
     assert changes["lock model weight_bytes"] == (str(MODELS["Qwen/Qwen3-8B"]["weights"]["total_bytes"]), str(MODELS["Qwen/Qwen3-32B"]["weights"]["total_bytes"]))
+
+
+class _Release:
+    """A stand-in for kit.knowledge.engines.EngineFacts (that store is another branch's): only the
+    two facts these checks read, and the provenance call."""
+
+    def __init__(self, architectures, quant_min_capability):
+        self.engine, self.version = "vllm", "0.9.2"
+        self.architectures = frozenset(architectures)
+        self.quant_min_capability = quant_min_capability
+
+    def source_of(self, fact):
+        return f"vllm==0.9.2 vllm-0.9.2.tar.gz sha256:test:{fact}"
+
+
+def test_architecture_against_the_releases_registry(tree, monkeypatch):
+    from kit import model_checks
+
+    monkeypatch.setattr(model_checks, "engine_release", lambda engine, version: _Release({"LlamaForCausalLM"}, {}))
+    report = check(locked(tree, profile("Qwen/Qwen3-8B", "H100"), "Qwen/Qwen3-8B"))
+    f = next(f for f in report.findings if f.rule == "model-not-in-registry")
+    assert f.severity == "error" and "does not register Qwen3ForCausalLM" in f.summary and "sha256:test:architectures" in f.why
+    ok = check(locked(tree, profile("meta-llama/Meta-Llama-3.1-8B", "H100"), "meta-llama/Meta-Llama-3.1-8B"))
+    assert not {"model-not-in-registry", "model-registry-unknown"} & {f.rule for f in ok.findings}
+
+
+def test_quantization_against_the_releases_minimum_capability(tree, monkeypatch):
+    from kit import model_checks
+
+    monkeypatch.setattr(model_checks, "engine_release", lambda engine, version: _Release({"GptOssForCausalLM"}, {"mxfp4": 80}))
+    t4 = check(locked(tree, profile("openai/gpt-oss-20b", "T4", dtype="float16"), "openai/gpt-oss-20b"))
+    f = next(f for f in t4.findings if f.rule == "gpu-quantization-unsupported")
+    assert f.severity == "error" and "Minimum capability: 80. Current capability: 75." in f.why
+    h100 = check(locked(tree, profile("openai/gpt-oss-20b", "H100"), "openai/gpt-oss-20b"))
+    assert "gpu-quantization-unsupported" not in {f.rule for f in h100.findings}
+    monkeypatch.setattr(model_checks, "engine_release", lambda engine, version: None)  # no store: kit does not know
+    unknown = check(locked(tree, profile("openai/gpt-oss-20b", "T4", dtype="float16"), "openai/gpt-oss-20b"))
+    assert [f.severity for f in unknown.findings if f.rule == "quantization-capability-unknown"] == ["info"]
