@@ -160,3 +160,24 @@ def test_an_unreachable_hub_is_said_at_once_not_after_the_clients_backoff(tmp_pa
     (r,) = _read(hub_env(tmp_path, None), "Qwen/Qwen3-8B")  # HF_ENDPOINT: a closed port
     assert r["error"] == "HubUnreachable" and "could not be reached" in r["message"]
     assert time.monotonic() - started < 15  # huggingface_hub alone retries for about 23 s
+
+
+@pytest.mark.network
+def test_kit_lock_records_the_model_and_kit_check_uses_it_offline(hub, tmp_path):
+    """End to end: uv resolves for real, the model comes from the local Hub; check then runs with no Hub at all."""
+    root = tmp_path / "repo"
+    (root / ".git").mkdir(parents=True)
+    (root / "profiles").mkdir()
+    text = BASE_PROFILE.replace("Qwen/Qwen2.5-Coder-7B-Instruct", "Qwen/Qwen3-8B").replace('type = "A10G"', 'type = "H100"')
+    (root / "profiles/p.toml").write_text(text.replace("max_model_len = 32768", "max_model_len = 131072"))
+    env = hub_env(tmp_path / "home", hub.url)
+    first = run_kit("lock", "profiles/p.toml", cwd=root, env=env)
+    assert first.code == 0, first
+    assert "Qwen/Qwen3-8B@main -> " in first.out
+    lock = (root / "profiles/p.lock").read_text()
+    assert "# kit-model: commit = " + next(m["commit"] for m in MANIFEST["models"] if m["id"] == "Qwen/Qwen3-8B") in lock
+    again = run_kit("lock", "profiles/p.toml", cwd=root, env=env)
+    assert again.code == 0 and "unchanged" in again.out and (root / "profiles/p.lock").read_text() == lock
+    offline = hub_env(tmp_path / "elsewhere", None, HF_HUB_OFFLINE="1")
+    checked = run_kit("check", "profiles/p.toml", cwd=root, env=offline)
+    assert checked.code == 1 and "model-len-exceeds-context" in checked.out and "40960" in checked.out
