@@ -28,6 +28,12 @@ class ModelAccessError(KitError):
     exit_code = EXIT_USAGE
 
 
+class HubUnreachable(KitError):
+    """Neither the Hub (or HF_ENDPOINT) nor the local cache could answer: the lock is written without model facts."""
+
+    exit_code = EXIT_USAGE
+
+
 class ModelConfigError(KitError):
     """The model's config.json cannot be read as a model config (exit 2)."""
 
@@ -220,8 +226,3 @@ def read_model(model_id: str, revision: str | None, *, file: str | None = None, 
         ) from None
     return ModelRecord(id=model_id, revision=asked, commit=commit, facts=facts, files=files, notes=notes)
 
-
-class HubUnreachable(KitError):
-    """Neither the Hub (or HF_ENDPOINT) nor the local cache could answer: the lock is written without model facts."""
-
-    exit_code = EXIT_USAGE

@@ -77,7 +77,7 @@ def test_every_fixture_reads_through_the_real_client(hub, tmp_path):
     models = MANIFEST["models"]
     results = _read(hub_env(tmp_path, hub.url, HF_TOKEN=TOKEN), *(m["id"] for m in models))
     assert not [r for r in results if "error" in r], [r for r in results if "error" in r]
-    for m, r in zip(models, results):
+    for m, r in zip(models, results, strict=True):
         assert r["revision"] == "main" and r["commit"] == m["commit"], m["id"]
         for name, rel in m["files"].items():  # the sha256 of each file kit read is the file's own
             assert r["files"][name] == hashlib.sha256((HUB_DATA / rel).read_bytes()).hexdigest(), (m["id"], name)
