@@ -151,15 +151,17 @@ def _read_json(path: str, name: str, model_id: str, commit: str, file: str | Non
 
 
 def _weight_file_bytes(model_id: str, commit: str, snapshot: Path) -> tuple[int, str | None]:
-    """Sum of the *.safetensors sizes: from the Hub's file listing, or (offline) from the cached files."""
+    """Sum of the weight files' sizes: from the Hub's file listing, or (offline) from the cached files."""
     if _offline():
         sizes = [p.stat().st_size for p in snapshot.glob("*.safetensors") if p.exists()]
         return sum(sizes), None if sizes else "offline and no weight file is in the cache: weight bytes unknown"
     from huggingface_hub import HfApi
 
     info = HfApi().model_info(model_id, revision=commit, files_metadata=True)
-    sizes = [s.size for s in info.siblings or [] if s.rfilename.endswith(".safetensors") and "/" not in s.rfilename and s.size]
-    return sum(sizes), None if sizes else "the repository lists no *.safetensors file: weight bytes unknown"
+    top = [s for s in info.siblings or [] if "/" not in s.rfilename and s.size]
+    # vLLM loads *.safetensors when there are any, else the PyTorch *.bin files.
+    sizes = [s.size for s in top if s.rfilename.endswith(".safetensors")] or [s.size for s in top if s.rfilename.startswith("pytorch_model") and s.rfilename.endswith(".bin")]
+    return sum(sizes), None if sizes else "the repository lists no *.safetensors or pytorch_model*.bin file: weight bytes unknown"
 
 
 def read_model(model_id: str, revision: str | None, *, file: str | None = None, hf_secret: str | None = None) -> ModelRecord:
