@@ -286,7 +286,7 @@ def derive(
         if isinstance(total, (int, float)) and total > 0:
             weights, source = int(total), "model.safetensors.index.json metadata.total_size"
     if not weights and weight_file_bytes:
-        weights, source = int(weight_file_bytes), "safetensors file sizes"
+        weights, source = int(weight_file_bytes), "weight file sizes"
     experts = next((cfg[k] for k in ("num_experts", "n_routed_experts", "num_local_experts", "moe_num_experts") if isinstance(cfg.get(k), int)), 0)
     per_token = next((cfg[k] for k in ("num_experts_per_tok", "experts_per_token", "moe_topk") if isinstance(cfg.get(k), int)), 0)
     return ModelFacts(
