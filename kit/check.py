@@ -58,6 +58,7 @@ class Report:
     findings: list[Finding]
     closure_checked: bool
     notes: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)  # "gpu.type = T4 (from KIT_GPU__TYPE)"
 
     def active(self) -> list[Finding]:
         return [f for f in self.findings if f.allowed is None]
@@ -76,6 +77,7 @@ class Report:
             "summary": {s: self.count(s) for s in ("error", "warning", "info")},
             "findings": [f.as_dict() for f in self.findings],
             "notes": self.notes,
+            "overrides": self.overrides,
         }
 
 
@@ -152,9 +154,12 @@ def check(loaded: LoadedProfile, closure: Closure | None = None, closure_note: s
     order = {"error": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: (order[f.severity], f.rule))
     notes = []
+    gpu = catalog.gpus().find(loaded.profile.gpu.type)
+    if gpu is not None and loaded.profile.gpu.type != gpu.name:
+        notes.append(f"gpu.type {loaded.profile.gpu.type!r} is read as {gpu.name} (kit's name for it)")
     if closure is None:
         notes.append(closure_note or "closure not checked: no lockfile, so only the pinned packages were checked (run `kit lock`)")
-    return Report(profile=loaded.display, name=loaded.profile.name, findings=findings, closure_checked=closure is not None, notes=notes)
+    return Report(profile=loaded.display, name=loaded.profile.name, findings=findings, closure_checked=closure is not None, notes=notes, overrides=loaded.override_notes())
 
 
 def _apply_allows(loaded: LoadedProfile, findings: list[Finding]) -> None:
@@ -217,7 +222,9 @@ class _Computed:
     def run(self) -> list[Finding]:
         self.engine_package()
         self.attention_backend()
+        self.structured_output_backend()
         self.pins_against_metadata()
+        self.pin_versions()
         self.built_from_source()
         self.gpu_count()
         ModelChecks(self).run()
@@ -264,6 +271,24 @@ class _Computed:
                 effect=row["on_unknown"],
                 match="exactly" if row["case_sensitive"] else "ignoring case",
             )
+
+    def pin_versions(self) -> None:
+        """Each pin against the releases the store recorded (kit/pins.py)."""
+        from kit.pins import problems
+
+        for problem in problems(self.p.packages):
+            self.emit(problem.rule, keys=[f"packages.{problem.package}"], **problem.values)
+
+    def structured_output_backend(self) -> None:
+        """structured_output.backend against what kit measured for the pinned release (kit.structured_output)."""
+        from kit.structured_output import measured_finding
+
+        if {"structured_outputs_config", "guided_decoding_backend", "grammar_backend"} & set(self.p.engine.args):
+            return  # engine.args chooses the backend itself: kit renders that, not structured_output.backend
+        pkg = ENGINE_PACKAGE[self.p.engine.name]
+        values = measured_finding(self.p.engine.name, self.p.version(pkg), self.p.structured_output.backend)
+        if values is not None:
+            self.emit("structured-output-backend-measured", package=pkg, version=self.p.version(pkg), **values)
 
     def pins_against_metadata(self) -> None:
         """Each pin against the Requires-Dist and Requires-Python its fellow pins declare."""

@@ -17,8 +17,27 @@ Exit codes: 0 clean; 1 findings of severity error (warnings too with --strict), 
 that failed; 2 bad input or usage (a profile that does not parse or validate, a missing file).
 """
 
+def _plain_types(command) -> None:  # type: ignore[no-untyped-def]
+    """Help shows a parameter's metavar and its choices, never a Python type (`<list[Path]>`, `<int range>`)."""
+    for param in command.params:
+        display = getattr(param, "display_type", None)  # typer >= 0.17 prints types in help
+        descriptor = getattr(param, "type_descriptor", None)
+        if display is not None and not (descriptor is not None and descriptor.is_choice):
+            param.display_type = lambda ctx: ""
+
+
 class _KitGroup(TyperGroup):
     """The one place a KitError becomes a message and an exit code, for every command."""
+
+    def get_command(self, ctx, cmd_name):  # type: ignore[no-untyped-def]
+        from kit.cli_examples import EXAMPLES
+
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and cmd_name in EXAMPLES and not command.epilog:
+            # \b keeps click from re-wrapping the example lines into one paragraph.
+            command.epilog = "Examples:\n\n\b\n" + EXAMPLES[cmd_name]
+            _plain_types(command)
+        return command
 
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
         try:
@@ -35,10 +54,26 @@ app = typer.Typer(
     name="kit",
     help="Known-good LLM inference stacks on Modal: validated profiles, lockfiles, rendered apps, deploys.\n\n" + EXIT_CODES,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from kit import __version__
+
+        sys.stdout.write(f"kit {__version__}\n")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print kit's version and exit.")] = None,
+) -> None:
+    """Known-good LLM inference stacks on Modal: validated profiles, lockfiles, rendered apps, deploys."""
 
 
 class Format(str, Enum):
@@ -47,10 +82,21 @@ class Format(str, Enum):
     github = "github"
 
 
+class TextOrJson(str, Enum):
+    text = "text"
+    json = "json"
+
+
 ProfilesArg = Annotated[
     Optional[list[Path]],
     typer.Argument(metavar="PROFILE", help="Profile files; default: every profiles/*.toml under the current directory.", show_default=False),
 ]
+
+
+def _json_out(doc: dict) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
 
 
 def _profiles(paths: list[Path] | None) -> list[Path]:
@@ -98,6 +144,7 @@ def lock(
     ] = None,
     upgrade: Annotated[bool, typer.Option("--upgrade", "-U", help="Resolve from scratch instead of starting from the existing lockfile.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show uv's own output.")] = False,
+    format: Annotated[TextOrJson, typer.Option("--format", "-f", help="text, or json (with --check): one object per lockfile.")] = TextOrJson.text,
 ) -> None:
     """Resolve each profile's whole dependency closure with uv into profiles/<name>.lock (hashes, deterministic)."""
     from kit.load import load
@@ -108,7 +155,7 @@ def lock(
     if check_only:
         from kit.lockfile import status
 
-        bad = 0
+        bad, rows = 0, []
         for path in paths:
             try:
                 loaded = load(path)
@@ -119,18 +166,30 @@ def lock(
                 raise typer.Exit(EXIT_USAGE) from None
             st = status(loaded)
             rel = loaded.rel(st.path)
+            fix = None if st.state == "fresh" else f"kit lock {loaded.display}"
+            rows.append({"profile": loaded.display, "lockfile": rel, "state": st.state, "reason": st.reason or None, "fix": fix})
             if st.state == "fresh":
-                sys.stdout.write(f"{rel}: fresh\n")
+                text = f"{rel}: fresh\n"
             else:
                 bad += 1
-                sys.stdout.write(f"{rel}: {st.state}: {st.reason} (run `kit lock {loaded.display}`)\n")
+                text = f"{rel}: {st.state}: {st.reason} (run `{fix}`)\n"
+            if format is TextOrJson.text:
+                sys.stdout.write(text)
+        if format is TextOrJson.json:
+            _json_out({"version": 1, "fresh": len(rows) - bad, "not_fresh": bad, "lockfiles": rows})
         raise typer.Exit(EXIT_FINDINGS if bad else EXIT_OK)
+    if format is TextOrJson.json:
+        raise UsageError("--format json goes with --check", fix="kit lock --check --format json")
 
     from kit.output import print_error
     from kit.resolve import IndexUnreachable, lock_profile
 
     code = EXIT_OK
-    for path in paths:
+    progress = sys.stderr.isatty() and len(paths) > 1
+    for i, path in enumerate(paths, 1):
+        if progress:
+            sys.stderr.write(f"[{i}/{len(paths)}] locking {path} ...\n")
+            sys.stderr.flush()
         try:
             loaded = load(path)
             result = lock_profile(loaded, upgrade=upgrade_package or (), upgrade_all=upgrade, verbose=verbose)
@@ -152,6 +211,42 @@ def lock(
 
 
 @app.command()
+def init(
+    path: Annotated[Optional[Path], typer.Argument(metavar="PATH", help="The new profile, e.g. profiles/my-app.toml.", show_default=False)] = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU type (kit check lists the known ones); default: the example's.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Hugging Face model id (org/name); default: the example's.")] = None,
+    example: Annotated[Optional[str], typer.Option("--example", "-e", help="The bundled example to start from (--list shows them); default: one for the GPU, else the newest vLLM stack.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite PATH, and keep it even when kit check finds errors.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List the bundled examples and exit.")] = False,
+) -> None:
+    """Create a profile from a bundled example, for a GPU and a model, and check it (exit 1: it has errors and was not kept)."""
+    from kit import output, scaffold
+
+    if list_:
+        for name, desc in scaffold.examples().items():
+            sys.stdout.write(f"{name:<28} {desc}\n")
+        raise typer.Exit(EXIT_OK)
+    if path is None:
+        raise UsageError("name the new profile", fix="kit init profiles/my-app.toml")
+    created = scaffold.create(path, example=example, gpu=gpu, model=model, force=force)
+    from kit.check import check as run_check
+    from kit.load import load
+
+    try:
+        report = run_check(load(created.path))
+    except KitError:
+        scaffold.undo(created)
+        raise
+    output.print_reports([report], [], "text")
+    if report.failed(False) and not force:
+        scaffold.undo(created)
+        sys.stderr.write(f"{created.path} not written: kit check finds errors for this combination (above); choose another GPU or model, or pass --force to keep it\n")
+        raise typer.Exit(EXIT_FINDINGS)
+    extra = f" and {', '.join(str(p) for p in created.copied)}" if created.copied else ""
+    sys.stdout.write(f"wrote {created.path}{extra} from the example {created.example!r}; next: kit lock {created.path}\n")
+
+
+@app.command()
 def schema() -> None:
     """Print the profile's JSON Schema (for taplo, VS Code and other editors)."""
     import json
@@ -163,7 +258,8 @@ def schema() -> None:
 
 @app.command()
 def rules(
-    format: Annotated[Format, typer.Option("--format", "-f", help="text or json.")] = Format.text,
+    # No github format: annotations point at a profile's line, and a rule list has none.
+    format: Annotated[TextOrJson, typer.Option("--format", "-f", help="text or json.")] = TextOrJson.text,
 ) -> None:
     """List every compatibility rule: id, severity, what it catches."""
     from kit import output
@@ -176,6 +272,7 @@ def rules(
 def render(
     profile: Annotated[Path, typer.Argument(metavar="PROFILE", help="The profile file to render.", show_default=False)],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Directory to write into; default: build/<profile name>.")] = None,
+    format: Annotated[TextOrJson, typer.Option("--format", "-f", help="text, or json: the directory, files, bundle hash and lock state.")] = TextOrJson.text,
 ) -> None:
     """Render a profile into a Modal app bundle: app.py, requirements.txt, manifest.json (+ schema.json).
 
@@ -188,9 +285,13 @@ def render(
     bundle = render_bundle(loaded)
     target = out if out is not None else default_out_dir(loaded)
     write(bundle, target)
-    if bundle.manifest["lock_hash"] is None:
+    locked = bundle.manifest["lock_hash"] is not None
+    if not locked:
         sys.stderr.write(f"warning: {loaded.display} has no lockfile, so the image is not locked: it installs the pins and resolves the rest at build time\n  fix: run `kit lock {loaded.display}`\n")
-    sys.stdout.write(f"{target}: {', '.join(bundle.files)} (bundle {bundle.hash[:12]})\n")
+    if format is TextOrJson.json:
+        _json_out({"version": 1, "profile": loaded.display, "out": str(target), "files": list(bundle.files), "bundle_hash": bundle.hash, "locked": locked})
+    else:
+        sys.stdout.write(f"{target}: {', '.join(bundle.files)} (bundle {bundle.hash[:12]})\n")
 
 
 class DiffFormat(str, Enum):
@@ -222,8 +323,8 @@ class _DiffCommand(TyperCommand):
 
 
 DIFF_EXIT_CODES = """\
-Exit codes (like `terraform plan -detailed-exitcode`, and unlike the rest of kit): 0 no change;
-2 changes; 1 error, bad input included (a profile that does not load, an unknown git ref).
+Exit codes: 0 success, changes or not; 1 error, bad input included (a profile that does not load,
+an unknown git ref). With --detailed-exitcode (terraform plan's): 0 no change, 2 changes, 1 error.
 """
 
 
@@ -240,6 +341,7 @@ def diff(
     format: Annotated[DiffFormat, typer.Option("--format", "-f", help="text, markdown (a PR comment) or json.")] = DiffFormat.text,
     rendered: Annotated[bool, typer.Option("--rendered", help="Include the rendered app's unified diff.")] = False,
     latency: Annotated[Optional[float], typer.Option("--latency", metavar="SECONDS", min=0.001, help="Latency per request for the cost figures, instead of the measured or assumed one.")] = None,
+    detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", "--exit-code", help="Exit 2 when something changed, 0 when nothing did (as terraform plan -detailed-exitcode).")] = False,
 ) -> None:
     from kit.errors import EXIT_FINDINGS as EXIT_ERROR
     from kit.output import print_error
@@ -269,7 +371,7 @@ def diff(
     finally:
         if measured is not None:
             measured.close()
-    raise typer.Exit(2 if diffs else EXIT_OK)
+    raise typer.Exit(2 if diffs and detailed_exitcode else EXIT_OK)
 
 
 @app.command()
@@ -277,6 +379,7 @@ def fmt(
     profiles: ProfilesArg = None,
     check: Annotated[bool, typer.Option("--check", help="Change nothing; exit 1 when a file is not in canonical layout, and name it.")] = False,
     show_diff: Annotated[bool, typer.Option("--diff", help="Print what would change, as a unified diff (implies --check).")] = False,
+    format: Annotated[TextOrJson, typer.Option("--format", "-f", help="text, or json: the files that changed (or would), and the invalid ones.")] = TextOrJson.text,
 ) -> None:
     """Rewrite profiles in kit's one canonical layout (key order, spacing, quoting), keeping comments."""
     import difflib
@@ -293,31 +396,34 @@ def fmt(
             bad.append(exc)
             continue
         if old != new:
-            changed.append(path)
             try:
                 path = path.resolve().relative_to(Path.cwd().resolve())
             except ValueError:
                 pass
+            changed.append(path)
+            if format is TextOrJson.json:
+                continue
             if show_diff:
                 sys.stdout.writelines(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), f"{path}", f"{path} (kit fmt)"))
             sys.stdout.write(f"{'would reformat' if check else 'reformatted'} {path}\n")
-    for exc in bad:
-        from kit.output import print_error
+    if format is TextOrJson.json:
+        from kit.output import error_dict
 
-        print_error(exc)
-    if not check:
-        sys.stdout.write(f"{len(changed)} reformatted, {len(paths) - len(changed) - len(bad)} already canonical\n")
+        key = "would_reformat" if check else "reformatted"
+        _json_out({"version": 1, key: [str(p) for p in changed], "canonical": len(paths) - len(changed) - len(bad), "invalid": [error_dict(e) for e in bad]})
+    else:
+        for exc in bad:
+            from kit.output import print_error
+
+            print_error(exc)
+        if not check:
+            sys.stdout.write(f"{len(changed)} reformatted, {len(paths) - len(changed) - len(bad)} already canonical\n")
     if bad:
         raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(EXIT_FINDINGS if check and changed else EXIT_OK)
 
 
 # --- deploy, history, status, rollback (kit/deploy.py; Modal only through kit/target.py) ---------
-
-
-class TextOrJson(str, Enum):
-    text = "text"
-    json = "json"
 
 
 def _history(readonly: bool):

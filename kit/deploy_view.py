@@ -20,7 +20,9 @@ _STATUS_STYLE = {"deployed": "bold green", "pending": "yellow", "failed": "bold 
 def console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    from kit.output import no_color
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, color_system=None if no_color() else "auto")
 
 
 def _money(x: float | None) -> str:
@@ -156,6 +158,10 @@ def bench_line(run: BenchRun) -> str:
     return "; ".join(parts)
 
 
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def print_history(revs: list[Revision], fmt: str, bench: dict[tuple[str, int], BenchRun] | None = None) -> None:
     """The revisions; `bench` gives each revision's latest bench run, where it has one."""
     bench = bench or {}
@@ -172,19 +178,27 @@ def print_history(revs: list[Revision], fmt: str, bench: dict[tuple[str, int], B
     if not revs:
         con.print("no revisions recorded")
         return
+    headers = ("rev", "status", "kind", "when (UTC)", "by", "bundle", "modal", "commit", "bench (latest)", "note")
     for app in dict.fromkeys(r.app for r in revs):
-        table = Table(title=f"{app}", title_justify="left", box=None, pad_edge=False, header_style="bold")
-        for col in ("rev", "status", "kind", "when (UTC)", "by", "bundle", "modal", "commit", "bench (latest)", "note"):
-            table.add_column(col, overflow="fold")
+        # One line per revision (--format json has every cell whole): who is cut to a width with an
+        # ellipsis, and the note takes what the terminal has left.
+        rows = []
         for r in revs:
             if r.app != app:
                 continue
             cells = _revision_line(r)
-            cells[1] = f"[{_STATUS_STYLE.get(r.status, '')}]{r.status}[/]"
+            cells[4] = _cut(cells[4], 20)
             run = bench.get((r.app, r.number))
             cells.append(bench_line(run) if run else "-")
-            note = r.error or ("smoke ok" if r.smoke and r.smoke.get("ok") else "")
-            table.add_row(*[c if i == 1 else escape(c) for i, c in enumerate(cells)], escape(note[:120]))
+            rows.append((r, cells, " ".join((r.error or ("smoke ok" if r.smoke and r.smoke.get("ok") else "")).split())))
+        widths = [max(len(h), *(len(c[i]) for _, c, _ in rows)) for i, h in enumerate(headers[:-1])]
+        room = max(12, con.width - sum(widths) - 2 * len(headers))
+        table = Table(title=f"{app}", title_justify="left", box=None, pad_edge=False, header_style="bold")
+        for col in headers:
+            table.add_column(col, no_wrap=True, overflow="ellipsis")
+        for r, cells, note in rows:
+            cells[1] = f"[{_STATUS_STYLE.get(r.status, '')}]{r.status}[/]"
+            table.add_row(*[c if i == 1 else escape(c) for i, c in enumerate(cells)], escape(_cut(note, room)))
         con.print(table)
         con.print()
 

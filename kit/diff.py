@@ -24,6 +24,9 @@ from kit.errors import KitError, UsageError
 from kit.load import LoadedProfile
 from kit.rules import Finding
 
+# A month of an always-on container, as cloud price sheets count it (365 x 24 / 12).
+HOURS_PER_MONTH = 730
+
 # When a profile has no [smoke] section, cost per request assumes the Smoke model's default budget.
 DEFAULT_LATENCY_S = 30.0
 
@@ -110,6 +113,16 @@ class Cost:
     latency_s: float
     latency_source: str  # "--latency", "measured by kit bench on r3", or "assumed: ..."
     measured: Measured | None = None
+    min_containers: int = 0  # always-on containers: what the app costs idle
+    max_containers: int | None = None  # the ceiling at full scale; None: no limit set
+
+    @property
+    def floor_per_hour(self) -> float:
+        return self.price_per_hour * self.min_containers
+
+    @property
+    def ceiling_per_hour(self) -> float | None:
+        return None if self.max_containers is None else self.price_per_hour * self.max_containers
 
     @property
     def per_1k_requests(self) -> float:
@@ -150,7 +163,11 @@ class ProfileDiff:
     @property
     def cost_changed(self) -> bool:
         b, a = self.cost_before, self.cost_after
-        return (b is None) != (a is None) or (b is not None and a is not None and round(b.per_1k_requests, 4) != round(a.per_1k_requests, 4))
+        if (b is None) != (a is None):
+            return True
+        if b is None or a is None:
+            return False
+        return round(b.per_1k_requests, 4) != round(a.per_1k_requests, 4) or (b.floor_per_hour, b.ceiling_per_hour) != (a.floor_per_hour, a.ceiling_per_hour)
 
     def as_dict(self) -> dict[str, Any]:
         def cost(c: Cost | None) -> dict[str, Any] | None:
@@ -162,6 +179,12 @@ class ProfileDiff:
                 "price_per_hour_usd": round(c.price_per_hour, 4),
                 "latency_s": c.latency_s,
                 "latency_source": c.latency_source,
+                "min_containers": c.min_containers,
+                "max_containers": c.max_containers,
+                "idle_floor_per_hour_usd": round(c.floor_per_hour, 4),
+                "idle_floor_per_month_usd": round(c.floor_per_hour * HOURS_PER_MONTH, 2),
+                "ceiling_per_hour_usd": None if c.ceiling_per_hour is None else round(c.ceiling_per_hour, 4),
+                "ceiling_per_month_usd": None if c.ceiling_per_hour is None else round(c.ceiling_per_hour * HOURS_PER_MONTH, 2),
                 "latency_measured": None if c.measured is None else {"app": c.measured.app, "revision": c.measured.number, "bench_run": c.measured.run, "at": c.measured.at},
                 "per_1k_requests_usd": round(c.per_1k_requests, 4),
             }
@@ -328,7 +351,10 @@ def _cost(loaded: LoadedProfile, latency_s: float | None, measured: Measurements
             why = measured.error
         if why and notes is not None and why not in notes:
             notes.append(why)
-    return Cost(gpu=gpu.name, count=p.gpu.count, price_per_hour=gpu.price_per_hour_usd * p.gpu.count, latency_s=latency, latency_source=source, measured=found)
+    return Cost(
+        gpu=gpu.name, count=p.gpu.count, price_per_hour=gpu.price_per_hour_usd * p.gpu.count, latency_s=latency, latency_source=source,
+        measured=found, min_containers=p.serving.min_containers, max_containers=p.serving.max_containers,
+    )
 
 
 class LocalBench:
@@ -391,13 +417,21 @@ def _finding_changes(out: ProfileDiff, old: LoadedProfile | None, new: LoadedPro
     from kit.check import check
     from kit.lockfile import closure_for
 
-    def active(p: LoadedProfile | None) -> dict[tuple, Finding]:
+    def active(p: LoadedProfile | None, closure) -> dict[tuple, Finding]:  # type: ignore[no-untyped-def]
         if p is None:
             return {}
-        report = check(p, closure_for(p))
+        report = check(p, closure)
         return {(f.rule, tuple(f.keys)): f for f in report.active()}
 
-    a, b = active(old), active(new)
+    # A side whose lockfile is stale (or missing) is checked on its pins only; comparing that with a
+    # side checked over its whole closure would report the closure's findings as "fixed". So when
+    # both sides cannot be checked over a fresh closure, both are checked on their pins.
+    closures = [closure_for(p) if p is not None else None for p in (old, new)]
+    both = old is not None and new is not None
+    if both and any(c is None for c in closures) and any(c is not None for c in closures):
+        closures = [None, None]
+        out.notes.append("findings compared on the pinned packages only: one side has no fresh lockfile (run `kit lock`)")
+    a, b = active(old, closures[0]), active(new, closures[1])
     order = {"error": 0, "warning": 1, "info": 2}
     out.introduced = sorted((f for k, f in b.items() if k not in a), key=lambda f: (order[f.severity], f.rule))
     out.fixed = sorted((f for k, f in a.items() if k not in b), key=lambda f: (order[f.severity], f.rule))

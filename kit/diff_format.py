@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from kit.catalog import GIB
-from kit.diff import Cost, PackageChange, ProfileDiff, show
+from kit.diff import HOURS_PER_MONTH, Cost, PackageChange, ProfileDiff, show
 from kit.rules import Finding
 
 JSON_VERSION = 1
@@ -54,6 +54,20 @@ def gpu_line(b: Cost | None, a: Cost | None) -> str:
         d = a.price_per_hour - b.price_per_hour
         pct = f", {d / b.price_per_hour:+.0%}" if b.price_per_hour else ""
         return f"{one(b)} -> {one(a)} ({_delta_money(d)}/h{pct})"
+    return one(a or b)  # type: ignore[arg-type]
+
+
+def fleet_line(b: Cost | None, a: Cost | None) -> str:
+    """Always-on floor (min_containers) and ceiling (max_containers), per hour and per month."""
+
+    def one(c: Cost) -> str:
+        floor = f"idle floor {_money(c.floor_per_hour)}/h ({_money(c.floor_per_hour * HOURS_PER_MONTH)}/month, min_containers={c.min_containers})"
+        if c.ceiling_per_hour is None:
+            return f"{floor}; no ceiling (max_containers unset)"
+        return f"{floor}; ceiling {_money(c.ceiling_per_hour)}/h ({_money(c.ceiling_per_hour * HOURS_PER_MONTH)}/month, max_containers={c.max_containers})"
+
+    if b and a and (b.floor_per_hour, b.ceiling_per_hour, b.min_containers, b.max_containers) != (a.floor_per_hour, a.ceiling_per_hour, a.min_containers, a.max_containers):
+        return f"{one(b)} -> {one(a)}"
     return one(a or b)  # type: ignore[arg-type]
 
 
@@ -138,6 +152,7 @@ def text_lines(d: ProfileDiff) -> list[str]:
     rows: list[tuple[str, str]] = []
     if _show_cost(d):
         rows.append(("gpu", gpu_line(d.cost_before, d.cost_after)))
+        rows.append(("fleet", fleet_line(d.cost_before, d.cost_after)))
         rows.append(("per 1,000 requests", per_request_line(d.cost_before, d.cost_after)))
     if _show_headroom(d):
         rows.append(("memory headroom", headroom_line(d)))
@@ -258,6 +273,7 @@ def _markdown_details(d: ProfileDiff) -> list[str]:
     rows = []
     if _show_cost(d):
         rows.append(["GPU", _cell(gpu_line(d.cost_before, d.cost_after).replace(" -> ", " → "))])
+        rows.append(["Fleet", _cell(fleet_line(d.cost_before, d.cost_after).replace(" -> ", " → "))])
         rows.append(["Per 1,000 requests", _cell(per_request_line(d.cost_before, d.cost_after).replace(" -> ", " → "))])
     if _show_headroom(d):
         rows.append(["Memory headroom", _cell(headroom_line(d).replace(" -> ", " → "))])

@@ -17,11 +17,53 @@ from kit.profile import Profile
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# PEP 440 versions as kit's pins write them (exact: 0.9.2, 0.10.1.1, 2.9.0+cu126, 0.5.0rc1, 1.0.post1).
+VERSION_PATTERN = r"^[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?(\+[a-z0-9]+(\.[a-z0-9]+)*)?$"
+
+
 def profile_json_schema() -> dict[str, Any]:
-    schema = Profile.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "kit profile"
-    return schema
+    """The profile's JSON Schema, for editors: a file with `extends` is a partial profile.
+
+    Required keys apply to the resolved profile, so a child that sets only what it changes must
+    validate: the root describes every key with nothing required, and a file without `extends`
+    must also match the whole profile (`$defs.Profile`, every required key).
+    """
+    import copy
+
+    from kit.catalog import gpus
+
+    full = Profile.model_json_schema(by_alias=True)
+    defs = full.pop("$defs", {})
+    defs["Gpu"]["properties"]["type"]["enum"] = gpus().all_names()
+    packages = full["properties"]["packages"]
+    name_pattern = next(iter(packages.pop("patternProperties")))
+    packages["propertyNames"] = {"pattern": name_pattern}
+    packages["additionalProperties"] = {"type": "string", "pattern": VERSION_PATTERN}
+    partial = _without_required(copy.deepcopy(full))
+    partial_defs = {f"{name}Partial": _without_required(copy.deepcopy(d)) for name, d in defs.items()}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "kit profile",
+        **partial,
+        "if": {"required": ["extends"]},
+        "else": {"$ref": "#/$defs/Profile"},
+        "$defs": {**defs, **partial_defs, "Profile": full},
+    }
+
+
+def _without_required(node: Any) -> Any:
+    """The same schema with nothing required, its $refs pointing at the partial definitions."""
+    if isinstance(node, dict):
+        node.pop("required", None)
+        for key, value in list(node.items()):
+            if key == "$ref" and isinstance(value, str) and value.startswith("#/$defs/"):
+                node[key] = f"{value}Partial"
+            else:
+                _without_required(value)
+    elif isinstance(node, list):
+        for item in node:
+            _without_required(item)
+    return node
 
 
 def _type_name(ann: Any) -> str:
@@ -160,7 +202,20 @@ def rules_markdown() -> str:
 GENERATED = {"docs/profile.md": profile_markdown, "docs/rules.md": rules_markdown}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """`python -m kit.docs [--check]`: write the generated docs, or (--check) exit 1 naming the stale ones."""
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help"):
+        sys.stdout.write("usage: python -m kit.docs [--check]\n\nRegenerate " + ", ".join(GENERATED) + " from kit's models and data.\n  --check  write nothing; exit 1 when a file is stale\n")
+        return
+    if args and args[0] == "--check":
+        stale = [rel for rel, make in GENERATED.items() if (ROOT / rel).read_text(encoding="utf-8") != make()]
+        for rel in stale:
+            sys.stdout.write(f"stale: {rel} (run `python -m kit.docs`)\n")
+        raise SystemExit(1 if stale else 0)
+    if args:
+        sys.stderr.write(f"python -m kit.docs: unknown argument {args[0]!r} (--help)\n")
+        raise SystemExit(2)
     for rel, make in GENERATED.items():
         (ROOT / rel).write_text(make(), encoding="utf-8")
         sys.stdout.write(f"wrote {rel}\n")

@@ -13,19 +13,24 @@ class KitError(Exception):
 
     exit_code = EXIT_USAGE
 
-    def __init__(self, message: str, *, file: str | None = None, key: str | None = None, fix: str | None = None):
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None, fix: str | None = None, line: int | None = None, column: int | None = None):
         self.message = message
-        self.file = file
+        self.file = file  # a path; the position, when known, is in line and column
         self.key = key
         self.fix = fix
+        self.line = line
+        self.column = column
         super().__init__(self.render())
 
     def render(self) -> str:
         where = ""
-        if self.file and self.key:
-            where = f"{self.file}: {self.key}: "
-        elif self.file:
-            where = f"{self.file}: "
+        file = self.file
+        if file and self.line is not None:
+            file = f"{file}:{self.line}" + (f":{self.column}" if self.column is not None else "")
+        if file and self.key:
+            where = f"{file}: {self.key}: "
+        elif file:
+            where = f"{file}: "
         elif self.key:
             where = f"{self.key}: "
         text = f"{where}{self.message}"
@@ -40,6 +45,12 @@ class ProfileError(KitError):
 
 class UsageError(KitError):
     """Arguments that do not make sense together, or name nothing."""
+
+
+class LockStale(KitError):
+    """A lockfile that no longer matches its profile: every command that would use it stops with exit 1."""
+
+    exit_code = EXIT_FINDINGS
 
 
 class DataError(KitError):

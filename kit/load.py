@@ -5,6 +5,8 @@ Every failure is a ProfileError naming the file, the key and the fix.
 
 from __future__ import annotations
 
+import json
+
 import difflib
 import hashlib
 import os
@@ -47,6 +49,16 @@ class LoadedProfile:
         except ValueError:
             return str(path)
 
+    def override_notes(self) -> list[str]:
+        """One line per KIT_* override in force: `gpu.type = T4 (from KIT_GPU__TYPE)`."""
+        out = []
+        for key, var in sorted(self.overrides.items()):
+            value: Any = self.profile.model_dump(mode="json", by_alias=True)
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            out.append(f"{key} = {json.dumps(value) if not isinstance(value, str) else value} (from {var})")
+        return out
+
     def file_of(self, key: str) -> str:
         """The file that set `key` (or its nearest parent key), for error messages and findings."""
         probe = key
@@ -88,7 +100,7 @@ def discover(root: Path) -> list[Path]:
         raise UsageError(f"{base} is not a directory", fix="run kit from the repository root, or name profile files")
     found = sorted(p for p in base.glob("*.toml") if p.is_file())
     if not found:
-        raise UsageError(f"no profiles (*.toml) in {base}", fix="create one, e.g. copy profiles/qwen25-a10g.toml from kit's repository")
+        raise UsageError(f"no profiles (*.toml) in {base}", fix="create one from a bundled example: kit init profiles/my-app.toml (kit init --list shows them)")
     return found
 
 
@@ -131,12 +143,12 @@ def _read_toml(path: Path, root: Path) -> tuple[dict[str, Any], str]:
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         # tomllib says "... (at line L, column C)": put the position where editors look for it.
-        pos = ""
+        line = col = None
         if "(at line " in msg:
             msg, _, tail = msg.partition(" (at line ")
-            line, _, col = tail.rstrip(")").partition(", column ")
-            pos = f":{line}:{col}"
-        raise ProfileError(f"invalid TOML: {msg}", file=f"{rel}{pos}", fix="fix the syntax at that position (a TOML linter such as taplo shows it as you type)") from None
+            line_s, _, col_s = tail.rstrip(")").partition(", column ")
+            line, col = int(line_s), int(col_s)
+        raise ProfileError(f"invalid TOML: {msg}", file=rel, line=line, column=col, fix="fix the syntax at that position (a TOML linter such as taplo shows it as you type)") from None
     return data, text
 
 

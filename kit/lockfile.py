@@ -21,7 +21,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from kit.errors import ProfileError
+from kit.errors import LockStale, ProfileError
 from kit.load import LoadedProfile
 
 HEADER = "# kit-lock: "
@@ -293,5 +293,5 @@ def requirements_for_image(loaded: LoadedProfile) -> str | None:
     if st.state == "missing":
         return None
     if st.state == "stale" or st.lock is None:
-        raise ProfileError(f"{loaded.rel(st.path)} is stale: {st.reason}", file=loaded.display, fix=f"run `kit lock {loaded.display}`")
+        raise LockStale(f"{loaded.rel(st.path)} is stale: {st.reason}", file=loaded.display, fix=f"run `kit lock {loaded.display}`")
     return st.lock.body

@@ -19,10 +19,15 @@ JSON_VERSION = 1
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
+def no_color() -> bool:
+    """NO_COLOR (https://no-color.org), set to anything but empty, removes every style, not only colours."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, color_system=None if no_color() else "auto")
 
 
 Segment = str | tuple[str, str]  # text, or (text, rich style)
@@ -38,7 +43,7 @@ class _Lines:
     def __init__(self, stderr: bool = False):
         self.stream = sys.stderr if stderr else sys.stdout
         self.console = None
-        if self.stream.isatty() or os.environ.get("FORCE_COLOR"):
+        if (self.stream.isatty() or os.environ.get("FORCE_COLOR")) and not no_color():
             self.console = _console(stderr)
 
     def line(self, *segments: Segment) -> None:
@@ -68,12 +73,17 @@ def _totals(reports: list[Report]) -> dict[str, int]:
     return {s: sum(r.count(s) for r in reports) for s in ("error", "warning", "info")}
 
 
+def error_dict(e: KitError) -> dict:
+    """An error as JSON: `file` is a path; its position, when known, is in `line` and `column`."""
+    return {"file": e.file, "line": e.line, "column": e.column, "key": e.key, "message": e.render()}
+
+
 def _json(reports: list[Report], bad: list[KitError]) -> None:
     doc = {
         "version": JSON_VERSION,
         "summary": {**_totals(reports), "profiles": len(reports) + len(bad), "invalid": len(bad)},
         "profiles": [r.as_dict() for r in reports],
-        "invalid": [{"file": e.file, "key": e.key, "message": e.render()} for e in bad],
+        "invalid": [error_dict(e) for e in bad],
     }
     sys.stdout.write(json.dumps(doc, indent=2) + "\n")
 
@@ -109,9 +119,8 @@ def _github(reports: list[Report], bad: list[KitError]) -> None:
     level = {"error": "error", "warning": "warning", "info": "notice"}
     out = []
     for exc in bad:
-        file = (exc.file or "").split(":")[0]
-        m = re.match(r"^[^:]+:(\d+):(\d+)$", exc.file or "")
-        pos = f",line={m.group(1)},col={m.group(2)}" if m else ""
+        file = exc.file or ""
+        pos = (f",line={exc.line}" if exc.line is not None else "") + (f",col={exc.column}" if exc.column is not None else "")
         out.append(f"::error file={file}{pos},title=kit: invalid profile::{_escape_gh(exc.render())}")
     for r in reports:
         for f in r.active():
@@ -147,6 +156,8 @@ def _text(reports: list[Report], bad: list[KitError], strict: bool, verbose: boo
         active = r.active()
         status = ("FAIL", "bold red") if r.failed(strict) else ("ok", "green")
         out.line(status, " ", (r.profile, "bold"), " ", (f"({r.name})", "dim"))
+        for line in r.overrides:
+            out.line("  ", (f"override: {line}", "magenta"))
         for f in r.findings:
             for segments in _finding_lines(f, verbose):
                 out.line(*segments)

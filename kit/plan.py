@@ -24,26 +24,29 @@ if TYPE_CHECKING:  # kit.diff is imported when a plan is made: `kit status` and 
 
 @dataclass(frozen=True)
 class Fleet:
-    """Per hour, USD: one container (all its GPUs), the always-on floor and the ceiling."""
+    """Per hour, USD: one container (all its GPUs), the always-on floor and the ceiling (kit.diff.Cost's figures)."""
 
     cost: Cost
-    min_containers: int
-    max_containers: int | None
 
     @classmethod
     def of(cls, cost: Cost | None, loaded: LoadedProfile | None) -> Fleet | None:
-        if cost is None or loaded is None:
-            return None
-        serving = loaded.profile.serving
-        return cls(cost, serving.min_containers, serving.max_containers)
+        return None if cost is None or loaded is None else cls(cost)
+
+    @property
+    def min_containers(self) -> int:
+        return self.cost.min_containers
+
+    @property
+    def max_containers(self) -> int | None:
+        return self.cost.max_containers
 
     @property
     def floor(self) -> float:
-        return self.cost.price_per_hour * self.min_containers
+        return self.cost.floor_per_hour
 
     @property
     def ceiling(self) -> float | None:
-        return None if self.max_containers is None else self.cost.price_per_hour * self.max_containers
+        return self.cost.ceiling_per_hour
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -104,7 +107,7 @@ def make(*, loaded: LoadedProfile, bundle_hash: str, bundle_files: list[str], cu
     """The plan's comparison part: `kit diff` of the current revision's stored profile and `loaded`."""
     from kit.diff import diff
 
-    notes: list[str] = []
+    notes: list[str] = [f"override: {line}" for line in loaded.override_notes()]
     compared = _compare(current, loaded, notes) if current is not None else None
     changes, old = compared or (diff(None, loaded), None)
     app = loaded.profile.app

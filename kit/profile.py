@@ -147,7 +147,11 @@ class Engine(Section):
 class StructuredOutput(Section):
     """JSON-schema-constrained generation."""
 
-    backend: Literal["xgrammar", "guidance", "outlines", "auto"] = Field("xgrammar", description="Structured-output backend.")
+    backend: Literal["xgrammar", "guidance", "outlines", "auto"] | None = Field(
+        None,
+        description="Structured-output backend. Unset: the backend and settings measured best for the pinned engine release "
+        "(kit/data/structured_output_defaults.toml), else `xgrammar`.",
+    )
     schema_file: str | None = Field(None, alias="schema", description="Default JSON schema file, relative to the profile that sets it.")
 
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
@@ -156,14 +160,14 @@ class StructuredOutput(Section):
 class Serving(Section):
     """How Modal serves the app."""
 
-    # openai is the default: measured on an H200 (benchmarks/gpu/results.md), the OpenAI server batches
-    # continuously (16.7x one at a time at 32 concurrent); class mode batches the requests waiting at one
-    # moment (7.6x), and before it did so it served them one after another (1.02x).
+    # Measured on an H200 (benchmarks/gpu/results.md, 2026-12-02, one lease): both modes batch continuously,
+    # at 32 concurrent class mode 16.0 req/s and the OpenAI server 11.9, against 0.81 one at a time.
     mode: Literal["class", "openai"] = Field(
         "openai",
         description="`openai` (default): the engine's OpenAI-compatible server behind `@modal.web_server`, with continuous "
         "batching; `class`: the engine in-process behind a `generate` method (Python `.remote()`), `POST /generate` "
-        "and `GET /health`, batching up to `max_inputs` waiting requests per engine call (vLLM; benchmarks/gpu/results.md).",
+        "and `GET /health`, on the engine's async API so that up to `max_inputs` concurrent requests join the running batch "
+        "(benchmarks/gpu/results.md).",
     )
     timeout: int = Field(600, gt=0, description="Seconds one input may run.")
     startup_timeout: int = Field(1200, gt=0, description="Seconds the web server may take to start (openai mode).")

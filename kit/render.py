@@ -176,8 +176,6 @@ def api_for(loaded: LoadedProfile) -> dict[str, Any]:
         identifier(row[key])
     if row.get("params_class"):
         identifier(row["params_class"])
-    if not isinstance(row.get("chat_batch", False), bool):
-        raise DataError(f"[[api]] row for {package} {row['versions']}: chat_batch must be true or false", fix="this is a bug in kit's data")
     if row.get("engine_backend_form") not in ("string", "config"):
         raise DataError(f"[[api]] row for {package} {row['versions']}: engine_backend_form must be 'string' or 'config'", fix="this is a bug in kit's data")
     return row
@@ -218,6 +216,44 @@ def attention_for(loaded: LoadedProfile) -> dict[str, Any] | None:
         if row["cli_flag"] != "--" + row["engine_arg"].replace("_", "-"):
             raise DataError(f"[[attention]] row {engine} {row['versions']}: cli_flag is not the flag of {row['engine_arg']}", fix="this is a bug in kit's data")
     return row
+
+
+# -- class mode's async engine and the structured-output backend ---------------------------------------
+
+
+def async_engine_for(loaded: LoadedProfile) -> dict[str, Any]:
+    """The `[[async_engine]]` row (kit/data/async_engine.toml) for the profile's engine and pinned version."""
+    from kit.catalog import data_file
+
+    p = loaded.profile
+    package = ENGINE_PACKAGE[p.engine.name]
+    version = p.version(package)
+    rows = [r for r in data_file("async_engine.toml").get("async_engine", []) if r["engine"] == p.engine.name and version is not None and SpecifierSet(r["versions"]).contains(version, prereleases=True)]
+    if not rows:
+        covered = ", ".join(r["versions"] for r in data_file("async_engine.toml").get("async_engine", []) if r["engine"] == p.engine.name) or "none"
+        raise RenderError(
+            f"kit has no async-engine data for {package} {version} (covered: {covered}); class mode drives the engine's async API and will not guess it",
+            file=loaded.file_of(f"packages.{package}"),
+            key=f"packages.{package}",
+            fix=f"pin {package} to a covered version, use serving.mode = \"openai\", or verify that release's async engine and add a row to kit/data/async_engine.toml",
+        )
+    if len(rows) > 1:
+        raise DataError(f"two [[async_engine]] rows cover {package} {version}", fix="this is a bug in kit's data (kit/data/async_engine.toml)")
+    row = dict(rows[0])
+    for key in ("engine_class", "args_class", "config_class", "method"):
+        if row.get(key):
+            identifier(row[key])
+    if row.get("config_module") and not all(part.isidentifier() for part in row["config_module"].split(".")):
+        raise DataError(f"[[async_engine]] {package} {row['versions']}: config_module is not a module path", fix="this is a bug in kit's data")
+    return row
+
+
+def structured_output_choice(loaded: LoadedProfile):
+    """The backend and settings the app runs with (kit.structured_output: measured default per release)."""
+    from kit.structured_output import choice
+
+    p = loaded.profile
+    return choice(p.engine.name, p.version(ENGINE_PACKAGE[p.engine.name]), p.structured_output.backend)
 
 
 # -- requirements ----------------------------------------------------------------------------------
@@ -269,7 +305,8 @@ def _engine_kwargs(loaded: LoadedProfile, api: dict[str, Any], attention: dict[s
     """
     p = loaded.profile
     m, e = p.model, p.engine
-    backend = p.structured_output.backend
+    so = structured_output_choice(loaded)
+    backend = so.backend
     revision = model_revision(loaded)
     if p.engine.name == "vllm":
         kw: dict[str, Any] = {"model": m.id}
@@ -304,7 +341,7 @@ def _engine_kwargs(loaded: LoadedProfile, api: dict[str, Any], attention: dict[s
     if attention is not None and attention["via"] == "engine_arg":
         kw[attention["engine_arg"]] = e.attention_backend
     if not (p.engine.name == "sglang" and backend == "auto"):  # sglang has no "auto": its default is xgrammar
-        kw[api["engine_backend_arg"]] = backend if api["engine_backend_form"] == "string" else {"backend": backend}
+        kw[api["engine_backend_arg"]] = backend if api["engine_backend_form"] == "string" else {"backend": backend, **so.options}
     kw.update(e.args)  # the profile's own engine arguments win
     return kw
 
@@ -417,21 +454,8 @@ def _context(loaded: LoadedProfile, api: dict[str, Any], attention: dict[str, An
         "web_method": WEB_METHOD,
         "routes": web_routes(p.serving.endpoints),
         "serving": p.serving,
-        "chat_batch_max": chat_batch_max(loaded, api),
+        "async_engine": async_engine_for(loaded) if p.serving.mode == "class" else None,
     }
-
-
-def chat_batch_max(loaded: LoadedProfile, api: dict[str, Any]) -> int:
-    """Class mode, vLLM: how many concurrent requests the Engine runs as one LLM.chat call.
-
-    serving.max_inputs where the [[api]] row says the pinned release's chat takes a list of
-    conversations with a list of SamplingParams (chat_batch, checked against each recorded release's
-    source); else 1, one chat call per request, taking turns.
-    """
-    p = loaded.profile
-    if p.engine.name != "vllm" or not api.get("chat_batch", False):
-        return 1
-    return p.serving.max_inputs
 
 
 # -- render ---------------------------------------------------------------------------------------
@@ -500,6 +524,8 @@ def render(loaded: LoadedProfile) -> Bundle:
         ),
         "files": sorted([*files, MANIFEST_FILE]),
     }
+    so = structured_output_choice(loaded)
+    manifest["structured_output"] = {"backend": so.backend, "options": so.options, "source": so.source}
     if attention is not None:  # how the engine is told engine.attention_backend ([[attention]] row)
         setting = {"env": attention["env"]} if attention["via"] == "env" else {"engine_arg": attention["engine_arg"], "cli_flag": attention["cli_flag"]}
         manifest["attention_backend"] = {"name": p.engine.attention_backend, "via": attention["via"], "versions": attention["versions"], **setting}

@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -38,7 +39,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="KIT_", extra="ignore")
 
-    state_dir: Path = Field(default_factory=lambda: Path.home() / ".local" / "state" / "kit")
+    # platformdirs: $XDG_STATE_HOME/kit, ~/.local/state/kit when unset (Linux), the platform's place elsewhere.
+    state_dir: Path = Field(default_factory=lambda: platformdirs.user_state_path("kit"))
     # An image build of a CUDA stack takes minutes; an unreachable Modal otherwise blocks ~1 minute per call.
     deploy_timeout_s: float = Field(2400.0, gt=0, description="Longest a `modal deploy` (build included) may run (KIT_DEPLOY_TIMEOUT_S).")
     modal_timeout_s: float = Field(60.0, gt=0, description="Longest any other call to Modal may take (KIT_MODAL_TIMEOUT_S).")

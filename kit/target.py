@@ -160,7 +160,10 @@ class ModalTarget:
 
     def _require_client(self) -> None:
         if importlib.util.find_spec("modal") is None:
-            raise TargetError("the modal package is not installed in kit's environment", fix="pip install modal (kit's dependencies include it)")
+            raise TargetError(
+                "the modal package is not installed in kit's environment: deploy, rollback and status drive the modal client",
+                fix="pip install 'kit-inference[deploy]' (check, lock, render, diff and fmt work without it)",
+            )
 
     def _run(self, args: list[str], timeout: float, what: str, cwd: Path | None = None, on_output: OutputFn | None = None) -> str:
         """Run `python -m modal ARGS` in its own process group; stream its output; kill the group at the deadline."""

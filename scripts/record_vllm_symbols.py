@@ -77,6 +77,11 @@ ATTENTION_FLAG = "--attention-backend"
 # attention/backends/registry.py (0.11.2-0.13.0), platforms/interface.py (_Backend, up to 0.11.0).
 ENUM_FILES = ("vllm/v1/attention/backends/registry.py", "vllm/attention/backends/registry.py", "vllm/platforms/interface.py")
 ENUM_CLASSES = ("AttentionBackendEnum", "_Backend")
+# Class mode's async engine: the names vllm/__init__.py exports, the V0 class (or the alias of V1's) and V1's AsyncLLM,
+# where the structured-output config class is importable from, and which config dicts EngineArgs converts itself.
+ASYNC_EXPORTS = ("AsyncLLMEngine", "AsyncEngineArgs")
+ASYNC_FILES = {"v0": ("vllm/engine/async_llm_engine.py", "AsyncLLMEngine"), "v1": ("vllm/v1/engine/async_llm.py", "AsyncLLM")}
+CONFIG_FILES = ("vllm/config/__init__.py", "vllm/config.py")
 
 
 # -- reading one release -----------------------------------------------------------------------
@@ -230,8 +235,8 @@ def _chat(llm: ast.ClassDef) -> dict:
     """LLM.chat: its parameters, and whether it takes a batch (a list of conversations with a list of SamplingParams).
 
     Read from the annotations: messages `list[list[ChatCompletionMessageParam]]` (or `Sequence[list[...]]`), and
-    sampling_params `list[SamplingParams]` (or `Sequence[SamplingParams]`). kit's class-mode Engine batches
-    concurrent requests into one chat call only where both are there ([[api]] chat_batch).
+    sampling_params `list[SamplingParams]` (or `Sequence[SamplingParams]`). Recorded for reference: kit's
+    class-mode Engine now drives the async engine (async_engine below), not LLM.chat.
     """
     messages = _annotation(llm, "chat", "messages") or ""
     sampling = _annotation(llm, "chat", "sampling_params") or ""
@@ -310,6 +315,39 @@ def attention(src: Source, engine_args: list[str]) -> dict:
     }
 
 
+def async_engine(src: Source, arg_classes: dict[str, ast.ClassDef]) -> dict:
+    """What class mode's async engine needs: `from vllm import AsyncEngineArgs, AsyncLLMEngine`,
+    AsyncLLMEngine.from_engine_args(AsyncEngineArgs(**kw)) and generate(prompt, sampling_params, request_id)."""
+    init = ast.parse(src.read("vllm/__init__.py") or "")
+    classes: dict = {}
+    alias = False
+    for kind, (path, name) in ASYNC_FILES.items():
+        text = src.read(path)
+        if text is None:
+            continue
+        cls = _classes(ast.parse(text)).get(name)
+        if cls is not None:
+            classes[kind] = {"file": path, "class": name, "methods": _methods(cls), "generate": _params(cls, "generate")}
+        if kind == "v0":
+            alias = bool(re.search(r"^AsyncLLMEngine\s*=\s*AsyncLLM\b", text, re.M))
+    config_file = None
+    for path in CONFIG_FILES:
+        text = src.read(path)
+        if text is not None and "StructuredOutputsConfig" in _module_names(ast.parse(text)):
+            config_file = path
+            break
+    args = arg_classes.get("AsyncEngineArgs")
+    return {
+        "exports": [n for n in ASYNC_EXPORTS if _has_string(init, n)],
+        "AsyncLLMEngine_is_alias_of_v1": alias,
+        "classes": classes,
+        "AsyncEngineArgs": {"bases": [ast.unparse(b) for b in args.bases], "fields": _fields(args)} if args else None,
+        "StructuredOutputsConfig_in": config_file,
+        # EngineArgs.__post_init__ turns these dicts into their config classes (others stay raw dicts)
+        "engine_args_converts_dict": sorted(set(re.findall(r"isinstance\(\s*self\.(\w+)\s*,\s*dict\s*\)", src.read(FILES["arg_utils"]) or ""))),
+    }
+
+
 def record(src: Source) -> dict:
     entry: dict = {"source": src.origin}
     text = src.read(FILES["sampling_params"])
@@ -353,6 +391,7 @@ def record(src: Source) -> dict:
             break
     entry["ChatCompletionRequest"] = chat
     entry["attention"] = attention(src, ea)
+    entry["async_engine"] = async_engine(src, args)
     return entry
 
 

@@ -6,6 +6,7 @@ in-process through `.local()`, with a test double in place of the engine where o
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import itertools
 import sys
@@ -84,3 +85,17 @@ def local(method, *args, **kwargs):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*executing locally.*")
         return method.local(*args, **kwargs)
+
+
+def enter(obj) -> None:
+    """Run the object's @modal.enter hooks, as a container does before its first input. Modal's `.local()`
+    runs them before synchronous methods only (modal 1.6.4 _Function.local: an async method gets `_aenter`,
+    which calls __aenter__ / __enter__ but not the hooks)."""
+    obj._enter()
+
+
+def local_async(method, *args, **kwargs):
+    """Run an async method in-process to completion, on an event loop of its own."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*executing locally.*")
+        return asyncio.run(method.local(*args, **kwargs))

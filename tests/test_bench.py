@@ -379,7 +379,7 @@ def test_diff_prices_requests_at_the_latency_kit_bench_measured(deployment, monk
     monkeypatch.setattr(History, "__init__", spy)
     assert runner.invoke(app, ["check", str(old)]).exit_code == 0
     assert opened == []  # kit check never opens the history
-    res = runner.invoke(app, ["diff", str(old), str(new), "-f", "json"])
+    res = runner.invoke(app, ["diff", str(old), str(new), "-f", "json", "--detailed-exitcode"])
     assert res.exit_code == 2, res.output
     assert opened == [True]  # kit diff reads it, read-only
     (d,) = json.loads(res.stdout)["profiles"]
@@ -397,7 +397,7 @@ def test_diff_prices_requests_at_the_latency_kit_bench_measured(deployment, monk
 
     # A history kit cannot read: the cost is assumed, with a note; kit diff and kit check work on.
     (deployment.state / "history.db").write_bytes(b"garbage" * 1000)
-    res = runner.invoke(app, ["diff", str(old), str(new), "-f", "json"])
+    res = runner.invoke(app, ["diff", str(old), str(new), "-f", "json", "--detailed-exitcode"])
     assert res.exit_code == 2, res.output
     (d,) = json.loads(res.stdout)["profiles"]
     assert d["cost"]["before"]["latency_source"] == "assumed: smoke.latency_budget_s"

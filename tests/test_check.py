@@ -163,7 +163,7 @@ def test_json_format_is_stable(tree):
     assert doc["version"] == 1
     assert set(doc["summary"]) == {"error", "warning", "info", "profiles", "invalid"}
     (prof,) = doc["profiles"]
-    assert set(prof) == {"profile", "name", "closure_checked", "summary", "findings", "notes"}
+    assert set(prof) == {"profile", "name", "closure_checked", "summary", "findings", "notes", "overrides"}
     finding = next(f for f in prof["findings"] if f["rule"] == "gpu-memory-kv-cache")
     assert set(finding) == {"rule", "severity", "summary", "why", "fix", "keys", "sources", "file", "allowed"}
     assert finding["file"] == "profiles/p.toml" and finding["sources"]
@@ -202,4 +202,5 @@ def test_schema_command_prints_the_json_schema():
     result = run_kit("schema")
     schema = json.loads(result.out)
     assert schema["additionalProperties"] is False
-    assert {"app", "model", "gpu", "image", "packages", "engine"} <= set(schema["required"])
+    assert "required" not in schema and schema["if"] == {"required": ["extends"]}  # a child profile is partial
+    assert {"app", "model", "gpu", "image", "packages", "engine"} <= set(schema["$defs"]["Profile"]["required"])

@@ -208,8 +208,13 @@ def test_cli_exit_codes_and_untouched_working_tree(repo: Path):
     head = git(repo, "rev-parse", "HEAD")
     assert run_kit("diff", "--git", "main", cwd=repo).code == 0
     edit(repo / "profiles" / BASE, 'vllm = "0.9.2"', 'vllm = "0.10.0"')
-    result = run_kit("diff", "--git", "main", cwd=repo)
+    # A change is success by default; --detailed-exitcode (alias --exit-code) makes it 2, as terraform plan does.
+    plain = run_kit("diff", "--git", "main", cwd=repo)
+    assert plain.code == 0, plain.err
+    result = run_kit("diff", "--git", "main", "--detailed-exitcode", cwd=repo)
     assert result.code == 2, result.err
+    assert run_kit("diff", "--git", "main", "--exit-code", cwd=repo).code == 2
+    assert result.out == plain.out
     assert "vllm" in result.out and "0.9.2 -> 0.10.0" in result.out
     # The old side was read from git objects: nothing checked out, the edit is still there.
     assert git(repo, "rev-parse", "HEAD") == head
@@ -231,7 +236,7 @@ def test_cli_two_files_and_json(tmp_path: Path):
     shutil.copytree(PROFILES / "schemas", new.parent / "schemas")
     new.write_text(old.read_text().replace('type = "A10G"', 'type = "L40S"'))
     (tmp_path / ".git").mkdir()
-    result = run_kit("diff", str(old), str(new), "--format", "json")
+    result = run_kit("diff", str(old), str(new), "--format", "json", "--detailed-exitcode")
     assert result.code == 2, result.err
     doc = json.loads(result.out)
     assert doc["version"] == 1 and doc["changed"] == 1
@@ -272,3 +277,34 @@ def test_rendered(repo: Path):
     assert "--- a/requirements.txt" in d.rendered
     assert "-vllm==0.9.2\n" in d.rendered and "+vllm==0.10.0\n" in d.rendered
     assert "```diff" in as_markdown([d], "t")
+
+
+def _library_copy(root: Path) -> Path:
+    (root / ".git").mkdir(parents=True)
+    shutil.copytree(PROFILES, root / "profiles")
+    return root / "profiles"
+
+
+def test_stale_lock_does_not_fix_findings(tmp_path: Path):
+    """A side checked on its pins only (stale lock) must not turn the other side's closure findings into 'fixed'."""
+    old, new = _library_copy(tmp_path / "a"), _library_copy(tmp_path / "b")
+    edit(new / "qwen25-a10g.toml", 'transformers = "4.53.0"', 'transformers = "4.53.1"')  # the child's lock goes stale
+    [d] = [x for x in diff_files(old / "qwen25-a10g-flashinfer.toml", new / "qwen25-a10g-flashinfer.toml") if x.changed]
+    assert d.fixed == [] and d.introduced == []
+    assert any("pinned packages only" in n for n in d.notes)
+    # With both locks fresh the closure's findings are compared as before (lock-builds-from-source is closure-only).
+    same = diff_files(old / "qwen25-a10g-flashinfer.toml", old / "qwen25-a10g-flashinfer.toml")
+    assert not any("pinned packages only" in n for x in same for n in x.notes)
+
+
+def test_fleet_floor_and_ceiling_priced(tmp_path: Path):
+    old, new = _library_copy(tmp_path / "a"), _library_copy(tmp_path / "b")
+    edit(new / "qwen25-h200-vllm020.toml", "max_containers = 2", "min_containers = 1\nmax_containers = 4")
+    [d] = [x for x in diff_files(old / "qwen25-h200-vllm020.toml", new / "qwen25-h200-vllm020.toml") if x.changed]
+    b, a = d.cost_before, d.cost_after
+    assert (b.min_containers, b.max_containers, a.min_containers, a.max_containers) == (0, 2, 1, 4)
+    assert a.floor_per_hour == a.price_per_hour and a.ceiling_per_hour == 4 * a.price_per_hour
+    text = as_text([d], "t")
+    assert "min_containers=1" in text and f"${a.floor_per_hour * 730:,.2f}/month" in text
+    cost = d.as_dict()["cost"]["after"]
+    assert cost["idle_floor_per_month_usd"] == round(a.price_per_hour * 730, 2) and cost["max_containers"] == 4

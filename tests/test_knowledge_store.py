@@ -37,8 +37,11 @@ def test_verify_finds_a_fact_that_disagrees_with_its_artifact(tmp_path):
     path.write_text(path.read_text().replace('"glibc":"2.28"', '"glibc":"2.17"', 1))
     idx = store / "index" / "vllm.json"
     idx.write_text(idx.read_text().replace('"via":"pep658"', '"via":"guess"', 1))
+    archs = store / "archs" / "torch.json"
+    archs.write_text(archs.read_text().replace('"archs":["sm_50","sm_60","sm_70","sm_75","sm_80","sm_86","sm_90"]', '"archs":["sm_50","sm_60","sm_70","sm_75","sm_80","sm_86","sm_90","sm_100"]', 1))
     problems = audit.verify(store)
     assert any("glibc '2.17' but the file name says '2.28'" in p for p in problems), problems
+    assert any("archs" in p and "are not the string it cites" in p for p in problems), problems
     assert any("vllm.json" in p and "provenance incomplete" in p for p in problems), problems
 
 
@@ -73,17 +76,24 @@ def test_torch_cuda_from_the_pypi_build_and_from_local_tags():
     assert q.release("torch", "2.9.0") is not None
 
 
-def test_torch_archs():
-    assert "sm_100" in q.torch_archs("2.9.0")  # PyPI 2.9.0 is CUDA 12.8: Blackwell kernels
-    assert "sm_100" not in q.torch_archs("2.9.0+cu126")
-    assert "sm_50" in q.torch_archs("2.9.0+cu126")
-    assert q.torch_archs("2.7.1") is None  # no build script read for 2.7: kit does not know
-    assert q.torch_archs("2.9.0+cpu") is None
+def test_torch_archs_read_from_each_build():
+    # torch 2.7.1's PyPI build (CUDA 12.6) has no Blackwell kernels; 2.8.0 (CUDA 12.8) has, and drops sm_70.
+    assert q.torch_archs("2.7.1") == {"sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"}
+    assert q.torch_archs("2.8.0") == {"sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"}
+    assert "sm_70" in q.torch_archs("2.10.0")
+    src = q.torch_archs_source("2.7.1")
+    assert src["member"] == "torch/lib/libtorch_python.so" and src["file"].startswith("torch-2.7.1-cp312-cp312-manylinux_2_28_x86_64")
+    # The +cu126 variant of 2.7.1 is the build PyPI carries; 2.9.0's PyPI build is CUDA 12.8, so its
+    # +cu126 variant is another build kit has not read.
+    assert q.torch_archs("2.7.1+cu126") == q.torch_archs("2.7.1")
+    assert q.torch_archs("2.9.0+cu126") is None
+    assert q.torch_archs("2.9.0+cpu") == frozenset()
+    assert q.torch_archs("1.5.0") is None  # no arch string in builds before 1.6: unknown
 
 
 def test_sglang_kernel_libnuma_and_cuda13_boundaries():
     def libs(pkg, version):
-        return {lib for member in q.needed_libs(pkg, version).values() for lib in member}
+        return {lib for member in (q.needed_libs(pkg, version) or {}).values() for lib in member}
 
     assert "libnuma.so.1" not in libs("sgl-kernel", "0.1.5")
     assert "libnuma.so.1" in libs("sgl-kernel", "0.1.6")
@@ -98,6 +108,9 @@ def test_sglang_kernel_libnuma_and_cuda13_boundaries():
     by_method = {m["method"]: set(m["needed"]) for m in members.values()}
     assert by_method["dynamic"] == by_method["segment-scan"]
     assert q.needed_libs("sglang-kernel", "9.9.9") is None
+    # vLLM's _C: CUDA 12 runtime through 0.19.1, CUDA 13 from 0.20.0; never libnuma.
+    assert "libcudart.so.12" in libs("vllm", "0.19.1") and "libcudart.so.13" in libs("vllm", "0.20.0")
+    assert not any("libnuma" in lib for v in q.releases("vllm") for lib in libs("vllm", v))
 
 
 def test_wheels_glibc_and_python():
@@ -199,3 +212,29 @@ def test_refresh_cli_names_unknown_packages(tmp_path):
     assert proc.returncode == 2
     assert "not recorded by kit: not-a-kit-package" in proc.stderr
     assert not list(Path(tmp_path).rglob("*.json"))
+
+
+def test_check_reads_only_the_metadata_of_the_pinned_packages(tree, monkeypatch):
+    """`kit check` must not load the store whole: only store/index/ files of the packages it pins."""
+    from functools import cache
+
+    from kit.check import check
+    from kit.load import load
+
+    from .conftest import BASE_PROFILE
+
+    opened = []
+    raw = q._doc.__wrapped__
+
+    @cache
+    def recording(kind, pkg):
+        opened.append((kind, pkg))
+        return raw(kind, pkg)
+
+    monkeypatch.setattr(q, "_doc", recording)
+    q.release.cache_clear()
+    root = tree({"profiles/p.toml": BASE_PROFILE})
+    check(load(root / "profiles/p.toml"))
+    q.release.cache_clear()
+    assert opened and {kind for kind, _ in opened} == {"index"}
+    assert {pkg for _, pkg in opened} <= {"vllm", "transformers", "xgrammar"}

@@ -23,7 +23,7 @@ from kit.errors import EXIT_FINDINGS
 from kit.load import LoadedProfile, load
 from kit.render import CLASS_NAME, MANIFEST_FILE, SERVER_FUNCTION, WEB_METHOD, RenderError, bundle_hash, render, write
 from tests.conftest import PROFILES, REPO, run_kit
-from tests.rendered import import_bundle, local, service_function
+from tests.rendered import enter, import_bundle, local, local_async, service_function
 
 LIBRARY = sorted(PROFILES.glob("*.toml"))
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "render"
@@ -41,7 +41,7 @@ class FakeEngine:
         self.error = error
         self.calls: list[tuple] = []
 
-    def complete(self, prompt, schema, max_tokens, temperature):
+    async def complete(self, prompt, schema, max_tokens, temperature):
         self.calls.append((prompt, schema, max_tokens, temperature))
         if self.error:
             raise self.error
@@ -150,7 +150,8 @@ def test_class_mode_shared_implementation(tmp_path, monkeypatch):
     server = getattr(m, CLASS_NAME)()
     default_schema = json.loads((REPO / "profiles" / "schemas" / "ir-v1.json").read_text())
 
-    body = local(server.generate, "write add")
+    enter(server)
+    body = local_async(server.generate, "write add")
     assert body["json"] == {"name": "add", "ok": True}
     assert body["profile"] == "qwen25-a10g" and body["model"] == loaded.profile.model.id
     assert body["bundle"] == json.loads((tmp_path / "b" / MANIFEST_FILE).read_text())["bundle_hash"]
@@ -200,7 +201,7 @@ def test_request_validation(payload, status, reason, tmp_path, monkeypatch):
     assert fake.calls == []  # refused before the engine
     if isinstance(payload, dict) and "prompt" in payload and set(payload) <= {"prompt", "schema", "max_tokens", "temperature"}:
         with pytest.raises(ValueError, match=f"^{status}: "):
-            local(server.generate, **payload)
+            local_async(server.generate, **payload)
 
 
 def test_http_requests_that_are_not_json_objects_get_400(tmp_path, monkeypatch):
@@ -269,7 +270,7 @@ def test_hf_secret_is_a_modal_secret_never_a_value(tmp_path, monkeypatch):
 )
 def test_api_follows_the_table(vllm, params_class, kwarg, backend_arg, tmp_path):
     app = render(variant(tmp_path, packages={"vllm": vllm})).files["app.py"]
-    assert f"from vllm.sampling_params import {params_class}\n" in app
+    assert f"from vllm.sampling_params import {params_class}, RequestOutputKind\n" in app
     assert f"{kwarg}={params_class}(json=schema)" in app
     assert backend_arg in app
 

@@ -110,6 +110,7 @@ def test_any_string_round_trips_through_the_rendered_app(tmp_path, model_id, app
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(prompt=text.filter(str.strip))
 def test_any_prompt_reaches_the_engine_unchanged(tmp_path, prompt):
+    import asyncio
     import json
 
     from kit.load import load
@@ -124,9 +125,9 @@ def test_any_prompt_reaches_the_engine_unchanged(tmp_path, prompt):
     seen = []
 
     class Engine:
-        def complete(self, p, schema, max_tokens, temperature):
+        async def complete(self, p, schema, max_tokens, temperature):
             seen.append(p)
             return {"text": json.dumps({"echo": p})}
 
-    status, body = namespace["respond"](Engine(), {"prompt": prompt})
+    status, body = asyncio.run(namespace["respond"](Engine(), {"prompt": prompt}))
     assert status == 200 and seen == [prompt] and body["json"] == {"echo": prompt}

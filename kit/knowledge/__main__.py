@@ -25,6 +25,7 @@ from . import STORE_DIR
 RECORDERS = [
     "kit.knowledge.derive.index",  # Requires-*, files, tags, glibc floors, torch CUDA (PEP 691/658)
     "kit.knowledge.derive.elf",  # DT_NEEDED of compiled kernels (range requests on wheels)
+    "kit.knowledge.derive.torch_arch",  # the sm_XX list compiled into each torch build
     "kit.knowledge.derive.source",  # facts from engine sources at their tags
 ]
 

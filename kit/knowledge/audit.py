@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -124,20 +123,25 @@ def verify(store: Path, packages: list[str] | None = None) -> list[str]:
             for member, found in rec.get("members", {}).items():
                 if found.get("method") not in ("dynamic", "section-scan", "segment-scan") or not isinstance(found.get("needed"), list):
                     problems.append(f"{path} {version} {member}: method or list missing")
-    archs = store / "torch_archs.toml"
-    if archs.exists():
-        for row in tomllib.loads(archs.read_text(encoding="utf-8"))["build"]:
-            if not row.get("source", "").startswith("pytorch/pytorch@"):
-                problems.append(f"{archs}: torch {row.get('torch')} cuda {row.get('cuda')} has no pytorch/pytorch@ source")
-            if not all(re.match(r"^(sm|compute)_\d+$", a) for a in row.get("archs", [])):
-                problems.append(f"{archs}: torch {row.get('torch')} cuda {row.get('cuda')}: malformed arch")
+    archs = store / "archs" / "torch.json"
+    if archs.exists() and (not packages or "torch" in packages):
+        doc = _load(archs, problems) or {"releases": {}}
+        files = index_docs.get("torch", {}).get("releases", {})
+        for version, rec in doc["releases"].items():
+            shas = {f["name"]: f["sha256"] for f in files.get(version, {}).get("files", [])}
+            if shas.get(rec.get("file")) != rec.get("sha256"):
+                problems.append(f"{archs} {version}: {rec.get('file')} is not a file of that release with that sha256")
+            if rec.get("archs") is not None and sorted(rec["archs"]) != sorted(set((rec.get("string") or "").split())):
+                problems.append(f"{archs} {version}: archs {rec['archs']} are not the string it cites")
+            if not all(re.match(r"^(sm|compute)_\d+a?$", a) for a in rec.get("archs") or []):
+                problems.append(f"{archs} {version}: malformed arch")
     return problems
 
 
 def stats(store: Path) -> dict[str, Any]:
     """Size on disk, releases and facts per package. A fact: one Requires-Dist entry, one
-    Requires-Python, one yank, one file's tags (with its glibc floor), one torch CUDA, one kernel
-    member's needed-library list."""
+    Requires-Python, one yank, one file's tags (with its glibc floor), one torch CUDA, one torch
+    build's arch list, one kernel member's needed-library list."""
     rows: dict[str, dict[str, int]] = {}
     for path in sorted((store / "index").glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -155,6 +159,11 @@ def stats(store: Path) -> dict[str, Any]:
         row = rows.setdefault(doc["package"], {"releases": 0, "files": 0, "facts": 0, "bytes": 0, "kernels": 0})
         row["kernels"] = sum(len(r["members"]) for r in doc["releases"].values())
         row["facts"] += row["kernels"]
+        row["bytes"] += path.stat().st_size
+    for path in sorted((store / "archs").glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        row = rows.setdefault(doc["package"], {"releases": 0, "files": 0, "facts": 0, "bytes": 0, "kernels": 0})
+        row["facts"] += sum(r.get("archs") is not None for r in doc["releases"].values())
         row["bytes"] += path.stat().st_size
     total = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
     return {"packages": rows, "total_bytes": total}

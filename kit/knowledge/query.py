@@ -15,8 +15,13 @@ not know" (a package or release not recorded, a fact no artifact showed), never 
         "12.6" for torch 2.7.1 (its PyPI Linux x86_64 build pins nvidia-cuda-runtime-cu12==12.6.77),
         "12.6" for 2.9.0+cu126 (the local tag), "cpu" for +cpu, None when unknown.
     torch_archs(version) -> frozenset[str] | None
-        the GPU architectures that torch build ships kernels for: "sm_80", ... plus "compute_90" where
-        it ships PTX a newer GPU can JIT-compile (store/torch_archs.toml, from PyTorch's build scripts).
+        the GPU architectures that torch build ships kernels for ("sm_80", ...; "compute_XX" where the
+        build names PTX), as compiled into its libtorch_python.so (what torch.cuda.get_arch_list()
+        returns). 2.7.1 -> sm_50..sm_90, no sm_100; 2.8.0 -> sm_75..sm_120. A local variant is
+        answered only when its CUDA is the PyPI build's (2.7.1+cu126 yes, 2.9.0+cu126 None); +cpu ->
+        frozenset().
+    torch_archs_source(version) -> dict | None
+        the wheel file, sha256, member and string torch_archs() read.
     needed_libs(pkg, version) -> dict[str, list[str]] | None
         per compiled member of the release's Linux x86_64 wheel, the shared libraries it needs
         (DT_NEEDED: libnuma.so.1, libcudart.so.13, ...); {} for a wheel without compiled members.
@@ -210,24 +215,29 @@ def torch_cuda(version: str) -> str | None:
     return cuda["cuda"] if cuda else None
 
 
-@cache
-def _arch_table() -> list[dict[str, Any]]:
-    import tomllib
-
-    return tomllib.loads((STORE_DIR / "torch_archs.toml").read_text(encoding="utf-8"))["build"]
-
-
 def torch_archs(version: str) -> frozenset[str] | None:
-    """The sm_XX (and compute_XX for PTX) a torch build ships, or None when kit does not know."""
-    cuda = torch_cuda(version)
-    if cuda is None or cuda == "cpu":
+    """The sm_XX (and compute_XX, where the build names PTX) a torch build ships kernels for, read
+    from the string compiled into its libtorch_python.so; None when kit does not know."""
+    try:
+        v = Version(str(version))
+    except InvalidVersion:
         return None
-    v = Version(str(version))
-    minor = f"{v.major}.{v.minor}"
-    for row in _arch_table():
-        if row["torch"] == minor and row["cuda"] == cuda:
-            return frozenset(row["archs"])
-    return None
+    if v.local == "cpu":
+        return frozenset()
+    rec = torch_archs_source(v.public)
+    if rec is None or rec.get("archs") is None:
+        return None
+    # A local build (+cu126) comes from PyTorch's own index; PyTorch publishes its default CUDA
+    # variant to PyPI without the tag, so only the variant with PyPI's CUDA is the same build.
+    if v.local and torch_cuda(str(v)) != torch_cuda(v.public):
+        return None
+    return frozenset(rec["archs"])
+
+
+def torch_archs_source(version: str) -> dict[str, Any] | None:
+    """Where torch_archs() read a PyPI release's list: wheel file, sha256, member, the string itself."""
+    doc, key = _doc("archs", "torch"), _key(version)
+    return doc.release(key) if doc and key else None
 
 
 def needed_libs(pkg: str, version: str) -> dict[str, list[str]] | None:

@@ -81,107 +81,56 @@ def default_schema():
     return json.loads((_HERE / "schema.json").read_text())
 
 
-# At most this many concurrent requests go to vLLM as one LLM.chat call: serving.max_inputs, where this
-# vllm's chat takes a list of conversations with a list of SamplingParams ([[api]] chat_batch); 1: one call per request.
-CHAT_BATCH_MAX = 1
-
-
 def load_engine():
     """The engine, loaded once per container (called from @modal.enter)."""
     return Engine()
 
 
 class Engine:
-    """vLLM in-process (the version pinned in PINNED). Structured output: SamplingParams(guided_decoding=GuidedDecodingParams(json=schema)),
+    """vLLM's async engine in-process (AsyncLLMEngine, the version pinned in PINNED; kit/data/async_engine.toml):
+    every request is added to the running batch as it arrives (continuous batching), so concurrent inputs
+    of this container share the GPU's decode steps. Structured output: SamplingParams(guided_decoding=GuidedDecodingParams(json=schema)),
     the API of vllm >=0.8.4,<0.11.0 (kit/data/rules/structured_output.toml)."""
 
     def __init__(self):
-        import queue
-        import threading
+        import itertools
 
-        from vllm import LLM
+        from transformers import AutoTokenizer
+        from vllm import AsyncEngineArgs, AsyncLLMEngine
 
-        self.llm = LLM(**ENGINE_KWARGS)
-        # LLM is not thread-safe. With CHAT_BATCH_MAX > 1 one engine thread owns it: complete() queues its
-        # request and waits, and the thread runs the requests waiting at that moment as one batch (one chat
-        # call). With 1, concurrent inputs of this container take turns.
-        self.lock = threading.Lock()
-        self.queue = queue.SimpleQueue()
-        if CHAT_BATCH_MAX > 1:
-            threading.Thread(target=self._serve, name="kit-engine", daemon=True).start()
+        kwargs = dict(ENGINE_KWARGS)
+        self.engine = AsyncLLMEngine.from_engine_args(AsyncEngineArgs(**kwargs))
+        # The chat template is applied here, as LLM.chat does: rendered as text, then tokenized without
+        # special tokens, at the revision the engine loads.
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            kwargs.get("tokenizer") or kwargs["model"],
+            revision=kwargs.get("tokenizer_revision") or kwargs.get("revision"),
+            trust_remote_code=bool(kwargs.get("trust_remote_code", False)),
+        )
+        self.request_ids = itertools.count()
 
-    def complete(self, prompt: str, schema, max_tokens: int, temperature: float) -> dict:
+    async def complete(self, prompt: str, schema, max_tokens: int, temperature: float) -> dict:
         from vllm import SamplingParams
-        from vllm.sampling_params import GuidedDecodingParams
+        from vllm.sampling_params import GuidedDecodingParams, RequestOutputKind
 
         params = SamplingParams(
             max_tokens=max_tokens,
             temperature=temperature,
+            output_kind=RequestOutputKind.FINAL_ONLY,  # one output per request, as LLM.chat gets: no per-step copies
             guided_decoding=GuidedDecodingParams(json=schema) if schema is not None else None,
         )
-        conversation = [{"role": "user", "content": prompt}]
-        if CHAT_BATCH_MAX > 1:
-            from concurrent.futures import Future
-
-            future = Future()
-            self.queue.put((conversation, params, future))
-            out = future.result()  # this request's output, or its error
-        else:
-            with self.lock:
-                out = self._one(conversation, params)
-        choice = out.outputs[0]
+        text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+        token_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        final = None
+        async for out in self.engine.generate({"prompt_token_ids": token_ids}, params, f"kit-{next(self.request_ids)}"):
+            final = out
+        choice = final.outputs[0]
         return {
             "text": choice.text,
             "finish_reason": choice.finish_reason,
-            "prompt_tokens": len(out.prompt_token_ids or []),
+            "prompt_tokens": len(token_ids),
             "completion_tokens": len(choice.token_ids),
         }
-
-    def _one(self, conversation, params):
-        # chat returns its outputs sorted by request id: this request's is the last (vllm < 0.11.2 leaves the
-        # requests a failed batch had already added in the engine, and the next call returns them first).
-        return self.llm.chat(conversation, params, use_tqdm=False)[-1]
-
-    def _serve(self) -> None:
-        """The engine thread: wait for a request, take the others already waiting (up to CHAT_BATCH_MAX), run them."""
-        import queue
-
-        while True:
-            batch = [self.queue.get()]
-            while len(batch) < CHAT_BATCH_MAX:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            self._run(batch)
-
-    def _run(self, batch: list) -> None:
-        """One chat call for the batch; each future gets its own output. A ValueError (e.g. a schema the backend
-        rejects) fails the whole call: the requests are then run one by one, so that only the bad one gets it."""
-        futures = [future for _, _, future in batch]
-        try:
-            if len(batch) == 1:
-                outs = [self._one(batch[0][0], batch[0][1])]
-            else:
-                outs = self.llm.chat([c for c, _, _ in batch], [p for _, p, _ in batch], use_tqdm=False)[-len(batch):]
-                if len(outs) != len(batch):
-                    raise RuntimeError(f"vLLM returned {len(outs)} outputs for {len(batch)} requests")
-        except ValueError as exc:
-            if len(batch) == 1:
-                futures[0].set_exception(exc)
-                return
-            for conversation, params, future in batch:
-                try:
-                    future.set_result(self._one(conversation, params))
-                except BaseException as one_exc:  # noqa: BLE001 - it is this request's answer
-                    future.set_exception(one_exc)
-            return
-        except BaseException as exc:  # noqa: BLE001 - every caller of the batch gets it; the thread carries on
-            for future in futures:
-                future.set_exception(exc)
-            return
-        for future, out in zip(futures, outs, strict=True):
-            future.set_result(out)
 
 
 class RequestError(Exception):
@@ -227,15 +176,19 @@ def validate(payload) -> dict:
     return {"prompt": prompt, "schema": schema, "max_tokens": max_tokens, "temperature": float(temperature)}
 
 
-def respond(engine, payload) -> tuple:
-    """The one implementation behind `generate` and POST /generate: (HTTP status, JSON body)."""
+async def respond(engine, payload) -> tuple:
+    """The one implementation behind `generate` and POST /generate: (HTTP status, JSON body).
+
+    Async: the engine adds each request to its running batch, so the concurrent inputs of this container
+    (up to serving.max_inputs, on Modal's event loop) are decoded together.
+    """
     try:
         request = validate(payload)
     except RequestError as exc:
         return exc.status, {"error": exc.reason}
     started = time.monotonic()
     try:
-        out = engine.complete(request["prompt"], request["schema"], request["max_tokens"], request["temperature"])
+        out = await engine.complete(request["prompt"], request["schema"], request["max_tokens"], request["temperature"])
     except ValueError as exc:  # the engine refused the request, e.g. a schema its grammar backend cannot compile
         return 422, {"error": f"the engine rejected the request: {exc}"}
     parsed = None
@@ -287,10 +240,10 @@ class Inference:
         self.engine = load_engine()
 
     @modal.method()
-    def generate(self, prompt: str, schema: dict | None = None, max_tokens: int | None = None, temperature: float | None = None) -> dict:
+    async def generate(self, prompt: str, schema: dict | None = None, max_tokens: int | None = None, temperature: float | None = None) -> dict:
         """Generate for `.remote()` callers; raises ValueError('<status>: <reason>') for a refused request."""
         payload = {"prompt": prompt, "schema": schema, "max_tokens": max_tokens, "temperature": temperature}
-        status, body = respond(self.engine, {k: v for k, v in payload.items() if v is not None})
+        status, body = await respond(self.engine, {k: v for k, v in payload.items() if v is not None})
         if status != 200:
             raise ValueError(f"{status}: {body['error']}")
         return body
@@ -300,7 +253,6 @@ class Inference:
         """HTTP on one base URL (Modal gives each web method its own): POST /generate, GET /health."""
         from fastapi import FastAPI, Request
         from fastapi.responses import JSONResponse
-        from starlette.concurrency import run_in_threadpool
         from starlette.exceptions import HTTPException
 
         api = FastAPI(title=APP_NAME, docs_url=None, redoc_url=None, openapi_url=None)
@@ -316,7 +268,7 @@ class Inference:
                 payload = json.loads(await request.body())
             except ValueError:
                 return JSONResponse(status_code=400, content={"error": "the request body must be JSON: an object with a 'prompt'"})
-            status, body = await run_in_threadpool(respond, self.engine, payload)  # the engine blocks: not on the event loop
+            status, body = await respond(self.engine, payload)
             return JSONResponse(status_code=status, content=body)
 
         @api.get("/health")

@@ -72,7 +72,7 @@ def installed_versions() -> dict:
 # The engine's own OpenAI-compatible server (continuous batching). Constrained output goes through
 # the request: response_format={"type": "json_schema", "json_schema": {"name": ..., "schema": ...}}.
 SERVER_PORT = 8000
-SERVER_COMMAND = ['vllm', 'serve', 'Qwen/Qwen2.5-Coder-7B-Instruct', '--host', '0.0.0.0', '--port', '8000', '--served-model-name', 'Qwen/Qwen2.5-Coder-7B-Instruct', '--revision', 'c03e6d358207e414f1eca0bb1891e29f1db0e242', '--tokenizer-revision', 'c03e6d358207e414f1eca0bb1891e29f1db0e242', '--dtype', 'bfloat16', '--max-model-len', '32768', '--gpu-memory-utilization', '0.9', '--tensor-parallel-size', '1', '--attention-backend', 'FLASH_ATTN', '--structured-outputs-config', '{"backend":"xgrammar"}']
+SERVER_COMMAND = ['vllm', 'serve', 'Qwen/Qwen2.5-Coder-7B-Instruct', '--host', '0.0.0.0', '--port', '8000', '--served-model-name', 'Qwen/Qwen2.5-Coder-7B-Instruct', '--revision', 'c03e6d358207e414f1eca0bb1891e29f1db0e242', '--tokenizer-revision', 'c03e6d358207e414f1eca0bb1891e29f1db0e242', '--dtype', 'bfloat16', '--max-model-len', '32768', '--gpu-memory-utilization', '0.9', '--tensor-parallel-size', '1', '--attention-backend', 'FLASH_ATTN', '--structured-outputs-config', '{"backend":"guidance","disable_any_whitespace":true}']
 
 
 @app.function(

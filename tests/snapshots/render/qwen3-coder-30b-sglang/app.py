@@ -86,27 +86,26 @@ def load_engine():
 
 
 class Engine:
-    """SGLang in-process (sglang.Engine, the version pinned in PINNED). Structured output: the JSON schema, as a JSON string,
+    """SGLang in-process (sglang.Engine, the version pinned in PINNED), called through its async API so that
+    concurrent requests join the running batch. Structured output: the JSON schema, as a JSON string,
     in sampling_params['json_schema'] (kit/data/rules/structured_output.toml, sglang ==0.4.10.post2)."""
 
     def __init__(self):
-        import threading
-
         import sglang
         from transformers import AutoTokenizer
 
         self.engine = sglang.Engine(**ENGINE_KWARGS)
-        # sglang.Engine.generate takes text: the chat template is applied here, at the pinned revision.
+        # sglang.Engine.async_generate takes text: the chat template is applied here, at the pinned revision.
         self.tokenizer = AutoTokenizer.from_pretrained(MODEL_ID, revision=MODEL_REVISION)
-        self.lock = threading.Lock()
 
-    def complete(self, prompt: str, schema, max_tokens: int, temperature: float) -> dict:
+    async def complete(self, prompt: str, schema, max_tokens: int, temperature: float) -> dict:
         text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
         sampling = {"max_new_tokens": max_tokens, "temperature": temperature}
         if schema is not None:
             sampling['json_schema'] = json.dumps(schema)
-        with self.lock:
-            out = self.engine.generate(prompt=text, sampling_params=sampling)
+        # async_generate hands the request to SGLang's scheduler, which batches it with the others in flight
+        # (sglang/srt/entrypoints/engine.py, Engine.async_generate in 0.4.10.post2).
+        out = await self.engine.async_generate(prompt=text, sampling_params=sampling)
         meta = out.get("meta_info", {})
         finish = meta.get("finish_reason")
         return {
@@ -160,15 +159,19 @@ def validate(payload) -> dict:
     return {"prompt": prompt, "schema": schema, "max_tokens": max_tokens, "temperature": float(temperature)}
 
 
-def respond(engine, payload) -> tuple:
-    """The one implementation behind `generate` and POST /generate: (HTTP status, JSON body)."""
+async def respond(engine, payload) -> tuple:
+    """The one implementation behind `generate` and POST /generate: (HTTP status, JSON body).
+
+    Async: the engine adds each request to its running batch, so the concurrent inputs of this container
+    (up to serving.max_inputs, on Modal's event loop) are decoded together.
+    """
     try:
         request = validate(payload)
     except RequestError as exc:
         return exc.status, {"error": exc.reason}
     started = time.monotonic()
     try:
-        out = engine.complete(request["prompt"], request["schema"], request["max_tokens"], request["temperature"])
+        out = await engine.complete(request["prompt"], request["schema"], request["max_tokens"], request["temperature"])
     except ValueError as exc:  # the engine refused the request, e.g. a schema its grammar backend cannot compile
         return 422, {"error": f"the engine rejected the request: {exc}"}
     parsed = None
@@ -220,10 +223,10 @@ class Inference:
         self.engine = load_engine()
 
     @modal.method()
-    def generate(self, prompt: str, schema: dict | None = None, max_tokens: int | None = None, temperature: float | None = None) -> dict:
+    async def generate(self, prompt: str, schema: dict | None = None, max_tokens: int | None = None, temperature: float | None = None) -> dict:
         """Generate for `.remote()` callers; raises ValueError('<status>: <reason>') for a refused request."""
         payload = {"prompt": prompt, "schema": schema, "max_tokens": max_tokens, "temperature": temperature}
-        status, body = respond(self.engine, {k: v for k, v in payload.items() if v is not None})
+        status, body = await respond(self.engine, {k: v for k, v in payload.items() if v is not None})
         if status != 200:
             raise ValueError(f"{status}: {body['error']}")
         return body
@@ -233,7 +236,6 @@ class Inference:
         """HTTP on one base URL (Modal gives each web method its own): POST /generate, GET /health."""
         from fastapi import FastAPI, Request
         from fastapi.responses import JSONResponse
-        from starlette.concurrency import run_in_threadpool
         from starlette.exceptions import HTTPException
 
         api = FastAPI(title=APP_NAME, docs_url=None, redoc_url=None, openapi_url=None)
@@ -249,7 +251,7 @@ class Inference:
                 payload = json.loads(await request.body())
             except ValueError:
                 return JSONResponse(status_code=400, content={"error": "the request body must be JSON: an object with a 'prompt'"})
-            status, body = await run_in_threadpool(respond, self.engine, payload)  # the engine blocks: not on the event loop
+            status, body = await respond(self.engine, payload)
             return JSONResponse(status_code=status, content=body)
 
         @api.get("/health")
