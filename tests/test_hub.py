@@ -181,3 +181,22 @@ def test_kit_lock_records_the_model_and_kit_check_uses_it_offline(hub, tmp_path)
     offline = hub_env(tmp_path / "elsewhere", None, HF_HUB_OFFLINE="1")
     checked = run_kit("check", "profiles/p.toml", cwd=root, env=offline)
     assert checked.code == 1 and "model-len-exceeds-context" in checked.out and "40960" in checked.out
+
+
+def test_the_server_answers_lfs_metadata_as_the_client_reads_it(hub, tmp_path):
+    """Weight shards are LFS files on the Hub: the client takes their size from X-Linked-Size (kit sums the
+    sizes from the model-info listing; this keeps the server honest about both)."""
+    code = (
+        "import json, sys\n"
+        "from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url\n"
+        "meta = get_hf_file_metadata(hf_hub_url('Qwen/Qwen3-8B', 'model-00001-of-00004.safetensors'))\n"
+        "info = HfApi().model_info('Qwen/Qwen3-8B', files_metadata=True)\n"
+        "sib = {s.rfilename: (s.size, s.lfs.sha256 if s.lfs else None) for s in info.siblings}\n"
+        "print(json.dumps({'size': meta.size, 'etag': meta.etag, 'commit': meta.commit_hash, 'listed': sib['model-00001-of-00004.safetensors']}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=hub_env(tmp_path, hub.url), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    qwen = next(m for m in MANIFEST["models"] if m["id"] == "Qwen/Qwen3-8B")
+    assert got["size"] == got["listed"][0] == qwen["weights"]["total_bytes"] // 4
+    assert got["etag"] == got["listed"][1] and got["commit"] == qwen["commit"]
