@@ -229,9 +229,18 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 # -- what to measure: a URL, a deployed revision, a profile's [smoke] ----------------------------
 
 
+MAX_REVISION = 2**63 - 1  # revision numbers are SQLite integers; a larger one overflows the query
+
+
 def split_target(target: str) -> tuple[str | None, str | None, int | None]:
     """(url, None, None) for a URL; (None, app, number or None) for `APP`, `APP@3` or `APP@r3`."""
     if target.startswith(("http://", "https://")):
+        try:
+            host = httpx.URL(target).host
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise UsageError(f"{target!r} is not a valid URL: {exc}", fix="pass http://HOST:PORT or https://..., e.g. https://me--app-serve.modal.run") from None
+        if not host:
+            raise UsageError(f"{target!r} names no host", fix="pass http://HOST:PORT or https://...")
         return target, None, None
     if "://" in target:
         raise UsageError(f"{target!r} is not an http(s) URL", fix="pass http://HOST:PORT or https://..., or a deployed app name (APP or APP@r3)")
@@ -241,7 +250,8 @@ def split_target(target: str) -> tuple[str | None, str | None, int | None]:
     if not rev:
         return None, app, None
     raw = rev.lower().removeprefix("r")
-    if not raw.isdigit():
+    # ASCII digits only ('²'.isdigit() is true, int('²') fails); at most SQLite's largest integer.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_REVISION:
         raise UsageError(f"{target!r}: {rev!r} is not a revision number", fix="write APP@3 or APP@r3 (see `kit history`)")
     return None, app, int(raw)
 

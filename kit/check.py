@@ -228,7 +228,15 @@ class _Computed:
         self.built_from_source()
         self.gpu_count()
         ModelChecks(self).run()
+        self.secrets()
         return self.out
+
+    def secrets(self) -> None:
+        """image.env and engine.args values that look like credentials (kit/data/rules/secrets.toml)."""
+        from kit.secrets import find
+
+        for found in find({"image": {"env": self.p.image.env}, "engine": {"args": self.p.engine.args}}):
+            self.emit("secret-in-profile", keys=[found.key], key=found.key, name=found.name, reason=found.reason)
 
     # -- packages -------------------------------------------------------------------------------
 

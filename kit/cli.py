@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from kit.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, KitError, UsageError
+from kit.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, KitError, OperationError, UsageError
 
 EXIT_CODES = """\
 Exit codes: 0 clean; 1 findings of severity error (warnings too with --strict), or an operation
@@ -364,7 +364,12 @@ def diff(
             diffs = [d for d in diffs if d.changed]
         else:
             raise UsageError("kit diff needs two profile files, or --git BASE", fix="kit diff old.toml new.toml, or kit diff --git origin/main")
-        sys.stdout.write(render(diffs, format.value, title))
+        report = render(diffs, format.value, title)
+        if format is DiffFormat.text:
+            from kit.output import printable
+
+            report = printable(report)  # file names and values reach a terminal here
+        sys.stdout.write(report)
     except KitError as exc:
         print_error(exc)
         raise typer.Exit(EXIT_ERROR) from None
@@ -419,7 +424,7 @@ def fmt(
         if not check:
             sys.stdout.write(f"{len(changed)} reformatted, {len(paths) - len(changed) - len(bad)} already canonical\n")
     if bad:
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(max(exc.exit_code for exc in bad))  # 2 bad input; 1 a write that failed
     raise typer.Exit(EXIT_FINDINGS if check and changed else EXIT_OK)
 
 
@@ -427,14 +432,17 @@ def fmt(
 
 
 def _history(readonly: bool):
-    """The deploy history under KIT_STATE_DIR; None for a read-only look when none exists yet."""
-    from kit.history import History
-    from kit.settings import Settings
+    """The deploy history in the configured store (kit.state); None for a read-only look when none exists yet."""
+    from kit.state import open_history
 
-    state_dir = Settings().state_dir
-    if readonly and not (state_dir / "history.db").exists():
-        return None
-    return History.open(state_dir, readonly=readonly)
+    return open_history(readonly=readonly)
+
+
+def _damaged(hist) -> bool:
+    """Name on stderr each stored revision kit could not read (the others were shown); True if any."""
+    for bad in hist.damaged if hist is not None else []:
+        sys.stderr.write(f"warning: {bad}; the other revisions are shown\n")
+    return bool(hist is not None and hist.damaged)
 
 
 def _app_name(app_arg: Optional[str], history) -> str:
@@ -461,7 +469,8 @@ def _rev_number(value: Optional[str]) -> Optional[int]:
     if value is None:
         return None
     raw = value.lower().removeprefix("r")
-    if not raw.isdigit():
+    # ASCII digits only, and no larger than a SQLite integer (a larger one overflowed the query).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > 2**63 - 1:
         raise UsageError(f"--to {value!r} is not a revision number", fix="write --to 3 or --to r3 (see `kit history`)")
     return int(raw)
 
@@ -538,6 +547,8 @@ def history(
     else:
         revs = hist.revisions(app_filter) if hist is not None else []
         view.print_history(revs, format.value, bench=hist.latest_bench(app_filter) if hist is not None else {})
+    if _damaged(hist):
+        raise typer.Exit(EXIT_FINDINGS)
 
 
 @app.command()
@@ -554,12 +565,13 @@ def status(
     hist = _history(readonly=True)
     if hist is None:
         from kit.errors import UsageError
+        from kit.state import locate
 
-        raise UsageError(f"kit has no deploy history yet ({Settings().state_dir / 'history.db'})", fix="deploy with `kit deploy PROFILE`, or set KIT_STATE_DIR to where the history is")
+        raise UsageError(f"kit has no deploy history yet ({locate().shown})", fix="deploy with `kit deploy PROFILE`, or point KIT_STATE_URL / KIT_STATE_DIR at where the history is (`kit state`)")
     apps = [_app_name(app_name, hist)] if app_name else hist.apps()
     statuses = [app_status(a, hist, get_target(), Settings().modal_timeout_s) for a in apps]
     view.print_status(statuses, format.value)
-    raise typer.Exit(EXIT_FINDINGS if any(s.drift for s in statuses) else EXIT_OK)
+    raise typer.Exit(EXIT_FINDINGS if any(s.drift for s in statuses) or _damaged(hist) else EXIT_OK)
 
 
 @app.command()
@@ -614,6 +626,8 @@ def bench(
         levels = tuple(int(v) for v in concurrency.split(",") if v.strip())
     except ValueError:
         raise UsageError(f"--concurrency {concurrency!r} is not a list of numbers", fix="write e.g. --concurrency 1,4,16,32")
+    if output is not None:
+        _check_writable(output)  # now, not after a sweep of many minutes whose figures would then be lost
     revision = None  # (app, number) when the target is a kit deployment: the results are stored with it
     url, app_name, number = b.split_target(target)
     work = b.Workload()
@@ -643,10 +657,13 @@ def bench(
     if prompt is not None:
         work.prompt = prompt
     if schema is not None:
+        from kit.files import read_text
+
+        text = read_text(schema, error=UsageError)
         try:
-            work.schema = json.loads(schema.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot read the schema {schema}: {exc}", key="--schema", fix="pass a JSON schema file") from None
+            work.schema = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise UsageError(f"cannot read the schema {schema}: {exc or 'nested too deeply'}", key="--schema", fix="pass a JSON schema file") from None
     work.max_tokens = max_tokens or work.max_tokens
     work.temperature = temperature
     ep.gpu = gpu or ep.gpu
@@ -658,26 +675,50 @@ def bench(
         sys.stdout.flush()
     stored, store_error = _store_bench(b, report, revision, target)
     data = json.dumps({**report.as_dict(), "history": stored}, indent=2)
+    write_error = None
     if output is not None:
-        output.write_text(data + "\n", encoding="utf-8")
-    sys.stdout.write(data + "\n" if format == TextOrJson.json else f"\n{stored['note']}\n")
+        try:
+            from kit.files import write_atomic
+
+            write_atomic(output, data + "\n")
+        except OSError as exc:
+            write_error = OperationError(f"cannot write {output}: {exc.strerror or exc}", key="--output", fix="the report is printed above as JSON; save it from there")
+    if format == TextOrJson.json or write_error is not None:
+        sys.stdout.write(data + "\n")  # with -o unwritable, the report still reaches the terminal
+    if format != TextOrJson.json:
+        sys.stdout.write(f"\n{stored['note']}\n")
     if store_error is not None:
         raise store_error
+    if write_error is not None:
+        raise write_error
     raise typer.Exit(EXIT_FINDINGS if report.errors else EXIT_OK)
+
+
+def _check_writable(output: Path) -> None:
+    """Refuse an --output that cannot be written, before any work: a missing or read-only folder, a directory."""
+    import os
+
+    folder = output.parent if str(output.parent) else Path(".")
+    if "\0" in str(output) or output.is_dir():
+        raise UsageError(f"--output {str(output)!r} is not a file name", key="--output", fix="name a file, e.g. -o bench.json")
+    if not folder.is_dir():
+        raise UsageError(f"--output: the folder {folder} does not exist", key="--output", fix=f"create it (mkdir -p {folder}) or choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise UsageError(f"--output: {output} cannot be written (permissions)", key="--output", fix="choose a writable path")
 
 
 def _store_bench(b, report, revision, target: str):
     """Record the report with its revision in kit's history: ({recorded, note, ...}, the error that stopped it or None)."""
     import sqlite3
 
-    from kit.history import History, HistoryError
-    from kit.settings import Settings
+    from kit.history import HistoryError
+    from kit.state import open_history
 
     if revision is None:
         return {"recorded": False, "note": f"not recorded: {target} is a URL, not a kit deployment (bench APP or APP@rN to keep the results in kit's history)"}, None
     app_name, number = revision
     try:
-        hist = History.open(Settings().state_dir)
+        hist = open_history()
         try:
             run = hist.record_bench(b.bench_run(report, app_name, number))
         finally:
@@ -708,6 +749,72 @@ def _run_bench(b, ep, work, levels, requests, timeout, warmup_timeout, warmup, p
             bar.reset(task, total=n, description=f"concurrency {c}")
 
         return b.run(ep, work, on_level=on_level, on_sample=lambda c, s: bar.advance(task), **kwargs)
+
+
+# --- state (kit/state/: where history and deploy locks are kept) ---------------------------------
+
+state_app = typer.Typer(cls=_KitGroup, help="Where kit keeps its history and deploy locks: SQLite (default) or a team's PostgreSQL (docs/state.md).", no_args_is_help=False, invoke_without_command=True, rich_markup_mode=None)
+app.add_typer(state_app, name="state")
+
+
+@state_app.callback()
+def state(ctx: typer.Context, format: Annotated[TextOrJson, typer.Option("--format", "-f", help="text or json.")] = TextOrJson.text) -> None:
+    """Show the store in use (its password masked), its server, migrations, revisions per app and locks held."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import json
+
+    from kit.state import locate, open_history
+
+    where = locate()
+    hist = open_history(where, readonly=True)
+    info = {"backend": where.backend, "location": where.shown, "chosen_by": where.source, "exists": hist is not None}
+    if hist is not None:
+        from kit.deploylock import holder
+
+        info.update(hist.db.describe(), location=where.shown, migrations=hist.applied_migrations())
+        info["apps"] = {a: len(hist.revisions(a)) for a in hist.apps()}
+        info["locks"] = {a: h.describe() + ("" if h.alive is not False else " (holder gone)") for a in hist.apps() if (h := holder(hist, a))}
+    if format is TextOrJson.json:
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+        return
+    for key, value in info.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "none"
+        elif isinstance(value, list):
+            value = ", ".join(value) or "none"
+        sys.stdout.write(f"{key:<10} {value}\n")
+
+
+@state_app.command("migrate")
+def state_migrate(
+    to: Annotated[str, typer.Option("--to", metavar="URL", help="The store to copy into: postgresql://USER@HOST/DB (password from PGPASSWORD or ~/.pgpass) or sqlite:///PATH.")],
+    source: Annotated[Optional[str], typer.Option("--from", metavar="URL", help="The store to copy from; default: the local SQLite history (KIT_STATE_DIR).")] = None,
+    format: Annotated[TextOrJson, typer.Option("--format", "-f", help="text or json.")] = TextOrJson.text,
+) -> None:
+    """Copy a history into another store, app by app: idempotent, verified by counts and SHA-256 (exit 1: a conflict)."""
+    import json
+
+    from kit.settings import Settings
+    from kit.state import Location, open_history, parse
+    from kit.state.migrate import migrate
+
+    src_at = parse(source, "--from") if source else Location("sqlite", "KIT_STATE_DIR", path=Settings().state_dir / "history.db")
+    dst_at = parse(to, "--to")
+    if src_at.shown == dst_at.shown:
+        raise UsageError(f"--from and --to name the same store ({dst_at.shown})", fix="name the shared store with --to")
+    src = open_history(src_at, readonly=True)
+    if src is None:
+        raise UsageError(f"there is no history at {src_at.shown} to copy", fix="name it with --from, or set KIT_STATE_DIR")
+    dst = open_history(dst_at)
+    report = migrate(src, dst, src_at.shown, dst_at.shown)
+    if format is TextOrJson.json:
+        sys.stdout.write(json.dumps(report.as_dict(), indent=2) + "\n")
+        return
+    for a in report.apps:
+        counts = ", ".join(f"{n} {t}" for t, n in a.counts.items())
+        sys.stdout.write(f"{a.app}: {a.action} ({counts}); sha256 {a.sha256[:16]} equal on both sides\n")
+    sys.stdout.write(f"{len(report.apps)} app(s) from {report.source} verified in {report.target}\n")
 
 
 def main() -> None:

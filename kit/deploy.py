@@ -10,17 +10,19 @@ redeploys the bundle stored with the revision.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from kit import deploylock
 from kit.errors import OperationError, UsageError
-from kit.history import History, Revision, now, who
+from kit.history import History, HistoryError, Revision, now, who
 from kit.load import LoadedProfile
 from kit.plan import Plan, make
 from kit.smoke import SmokeResult, SmokeSpec
@@ -203,8 +205,32 @@ class Context:
         return smoke.run(spec, urls)
 
 
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI runner cancelled, `kill`) unwinds a deploy as Ctrl-C does: the revision is marked
+    failed, the lock released, the `modal deploy` process group killed, the bundle's temporary copy removed."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals to whoever owns them
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def deploy(prep: Prepared, ctx: Context, *, atomic: bool, break_lock: bool = False) -> Outcome:
     """Deploy a prepared bundle: lock, record pending, deploy, smoke, record the result."""
+    with _terminate_as_interrupt():
+        return _deploy(prep, ctx, atomic=atomic, break_lock=break_lock)
+
+
+def _deploy(prep: Prepared, ctx: Context, *, atomic: bool, break_lock: bool) -> Outcome:
     app = prep.loaded.profile.app.name
     _take_lock(ctx, app, f"kit deploy {prep.loaded.display}", break_lock)
     try:
@@ -219,11 +245,18 @@ def deploy(prep: Prepared, ctx: Context, *, atomic: bool, break_lock: bool = Fal
             outcome.messages.append(f"Modal now serves r{rev.number}, which failed its smoke test; {where} (--atomic does it automatically)")
         return outcome
     finally:
-        deploylock.release(ctx.history, app)
+        _release_lock(ctx, app)
 
 
 def _went_live(outcome: Outcome) -> bool:
     return outcome.revision.smoke is not None  # a smoke test ran, so the deploy itself reached Modal
+
+
+def _release_lock(ctx: Context, app: str) -> None:
+    try:
+        deploylock.release(ctx.history, app)
+    except HistoryError as exc:  # never hide why the deploy stopped behind why the lock stayed
+        ctx.echo(f"the deploy lock of {app} could not be released ({exc.message}); the next deploy names it stale (--break-lock)")
 
 
 def _take_lock(ctx: Context, app: str, command: str, break_lock: bool) -> None:
@@ -240,11 +273,27 @@ def _deploy_and_smoke(ctx: Context, rev: Revision, run: Callable[[Path], DeployR
     except TargetError as exc:
         history.mark_failed(app, rev.number, f"deploy failed: {exc.message}")
         return Outcome(False, history.get(app, rev.number), [f"r{rev.number} failed: {exc.message}", *([f"fix: {exc.fix}"] if exc.fix else [])])
-    except BaseException as exc:  # Ctrl-C or a bug: never leave the revision pending behind a released lock
+    except BaseException as exc:  # Ctrl-C, SIGTERM or a bug: never leave the revision pending behind a released lock
         history.mark_failed(app, rev.number, f"interrupted: {type(exc).__name__}: {exc}".rstrip(": "))
+        if isinstance(exc, KeyboardInterrupt):
+            ctx.echo(f"interrupted ({exc or 'Ctrl-C'}): r{rev.number} marked failed, the deploy stopped; `kit status {app}` shows what Modal serves")
         raise
-    history.update(app, rev.number, modal_version=result.version, modal_app_id=result.app_id, urls=result.urls)
     ctx.echo(f"Modal accepted r{rev.number}" + (f" as {result.version}" if result.version else " (version unknown)") + (f"; {result.note}" if result.note else ""))
+    try:
+        return _smoke_and_record(ctx, rev, result, replaced, note)
+    except HistoryError as exc:
+        # Modal took the deploy; only kit's record of it failed (a full disk, a lost database): say what runs.
+        served = f"{result.version or 'a new version'} (tag {rev.modal_tag})"
+        raise HistoryError(
+            f"Modal accepted r{rev.number} of {app} and now serves it as {served}, but kit could not record that: {exc.message}. "
+            f"kit's history still shows r{rev.number} as pending",
+            fix=f"{exc.fix or 'fix the history store'}; then `kit status {app}` shows what Modal serves, and the next deploy with --break-lock marks r{rev.number} failed",
+        ) from None
+
+
+def _smoke_and_record(ctx: Context, rev: Revision, result: DeployResult, replaced: str, note: str) -> Outcome:
+    history, app = ctx.history, rev.app
+    history.update(app, rev.number, modal_version=result.version, modal_app_id=result.app_id, urls=result.urls)
     spec = SmokeSpec.from_profile(rev.profile, rev.profile_texts, rev.bundle_hash)
     messages: list[str] = []
     if spec is None:
@@ -291,13 +340,18 @@ def _auto_rollback(ctx: Context, outcome: Outcome) -> None:
 
 def rollback(app: str, ctx: Context, *, to: int | None = None, break_lock: bool = False) -> Outcome:
     """Redeploy the stored bundle of the previous good revision (or `to`), recorded as a new revision."""
+    with _terminate_as_interrupt():
+        return _rollback(app, ctx, to=to, break_lock=break_lock)
+
+
+def _rollback(app: str, ctx: Context, *, to: int | None, break_lock: bool) -> Outcome:
     source = ctx.history.rollback_target(app, to)  # fails clearly before the lock is taken
     _take_lock(ctx, app, f"kit rollback {app}" + (f" --to {to}" if to else ""), break_lock)
     try:
         source = ctx.history.rollback_target(app, to)  # again, under the lock
         return _redeploy(ctx, source, replaced="rolled_back", note=f"rollback to r{source.number}")
     finally:
-        deploylock.release(ctx.history, app)
+        _release_lock(ctx, app)
 
 
 def _redeploy(ctx: Context, source: Revision, *, replaced: str, note: str) -> Outcome:
@@ -318,7 +372,18 @@ def _redeploy(ctx: Context, source: Revision, *, replaced: str, note: str) -> Ou
                 result.urls = result.urls or dict(source.urls)
                 return result
             except RollbackUnsupported as exc:
+                if source.redacted:
+                    raise TargetError(
+                        f"{exc.message}, and r{source.number}'s stored bundle cannot be redeployed: kit masked its secret-looking values "
+                        f"({', '.join(source.redacted)}) when it recorded it",
+                        fix="move those values into a Modal secret (model.hf_secret, or a secret the app reads), then deploy the fixed profile",
+                    ) from None
                 ctx.echo(f"{exc.message}; redeploying r{source.number}'s stored bundle instead")
+        if source.redacted and not source.modal_version:
+            raise TargetError(
+                f"r{source.number}'s stored bundle cannot be redeployed: kit masked its secret-looking values ({', '.join(source.redacted)}) when it recorded it",
+                fix="move those values into a Modal secret, then deploy the fixed profile",
+            )
         return ctx.target.deploy(bundle_dir, app, env, rev.modal_tag, ctx.deploy_timeout, ctx.on_output)
 
     return _deploy_and_smoke(ctx, rev, run, replaced=replaced, note=note)

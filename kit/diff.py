@@ -23,6 +23,7 @@ from kit import catalog
 from kit.errors import KitError, UsageError
 from kit.load import LoadedProfile
 from kit.rules import Finding
+from kit.secrets import mask_text, mask_value
 
 # A month of an always-on container, as cloud price sheets count it (365 x 24 / 12).
 HOURS_PER_MONTH = 730
@@ -235,7 +236,9 @@ def diff(old: LoadedProfile | None, new: LoadedProfile | None, *, rendered: bool
         if key.startswith("packages."):
             continue
         if old_flat.get(key) != new_flat.get(key):
-            out.settings.append(ValueChange(key, old_flat.get(key), new_flat.get(key), _via(new if key in new_flat else old, key)))
+            # Compared as they are, shown masked: a secret in image.env or engine.args never reaches the output.
+            before, after = mask_value(key, old_flat.get(key)), mask_value(key, new_flat.get(key))
+            out.settings.append(ValueChange(key, before, after, _via(new if key in new_flat else old, key)))
     old_pins = dict(old.profile.packages) if old else {}
     new_pins = dict(new.profile.packages) if new else {}
     out.packages = _package_changes(old_pins, new_pins)
@@ -467,7 +470,7 @@ def _rendered_diff(old: LoadedProfile | None, new: LoadedProfile | None) -> str:
             tofile=f"b/{name}" if name in b else "/dev/null",
         )
     text = "".join(c if c.endswith("\n") else c + "\n" for c in chunks)
-    return text
+    return mask_text(text, [p.profile.model_dump(by_alias=True) for p in (old, new) if p is not None])
 
 
 def show(value: Any) -> str:

@@ -71,20 +71,31 @@ def format_text(text: str, *, file: str = "<string>") -> str:
     sections.append(root)
     _walk(doc.body, root, sections, ())
     out = _emit(sections)
-    if tomllib.loads(out) != before:  # a bug in kit, never silently a changed profile
+    try:
+        same = tomllib.loads(out) == before
+    except tomllib.TOMLDecodeError:
+        same = False
+    if not same:  # a bug in kit, never silently a changed profile
         raise OperationError(f"kit fmt would change what {file} means; the file is left untouched", file=file, fix="report this as a bug in kit, with the file")
     return out
 
 
 def format_file(path: Path, *, write: bool = True) -> tuple[str, str]:
     """(old, new) text of `path`; writes the new text when it differs and `write` is set."""
+    from kit.files import read_text, write_atomic
+
+    old = read_text(path)  # a regular UTF-8 file, or a ProfileError saying what it is instead
     try:
-        old = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProfileError("file not found", file=str(path), fix="check the path; profiles live in profiles/*.toml") from None
-    new = format_text(old, file=str(path))
+        new = format_text(old, file=str(path))
+    except RecursionError:
+        raise ProfileError("arrays or tables nested too deeply to read", file=str(path), fix="flatten the nesting") from None
     if write and new != old:
-        path.write_text(new, encoding="utf-8")
+        # Beside the file and renamed over it: a full disk or a file-size limit leaves the old profile whole.
+        target = path.resolve()
+        try:
+            write_atomic(target, new, mode=None)
+        except OSError as exc:
+            raise OperationError(f"cannot write the formatted profile: {exc.strerror or exc}; the file is unchanged", file=str(path), fix="free space or fix permissions, then run kit fmt again") from None
     return old, new
 
 
@@ -253,7 +264,7 @@ def _body(sec: _Section) -> str:
 def _key(name: str) -> str:
     if name and all(c.isascii() and (c.isalnum() or c in "-_") for c in name):
         return name
-    return _string(name)
+    return '"' + "".join(_escape_char(c) for c in name) + '"'  # a key is one line: never a multi-line string
 
 
 def _string(value: str) -> str:

@@ -1,7 +1,8 @@
-"""Deployment history: every revision kit deployed (or tried to), with what it deployed, in SQLite.
+"""Deployment history: every revision kit deployed (or tried to), with what it deployed.
 
-The file itself (`<state_dir>/history.db`: WAL, one transaction per change, the ledger of schema
-migrations) is kit.history_db's; this module is what is stored in it and how kit reads and writes it.
+Where it is kept (kit.state: a SQLite file by default, PostgreSQL for a team), one transaction per
+change and the ledger of schema migrations are kit.history_db's; this module is what is stored and
+how kit reads and writes it, the same on either backend.
 
 A revision is what Helm calls one: the full profile text (every file of the `extends` chain and its
 schemas), the lockfile, the rendered bundle's files, their hashes, who deployed it from which commit,
@@ -14,6 +15,10 @@ replaced by a rollback), `failed` (the deploy, the smoke test or the process its
 Bench runs (migration 002): what `kit bench APP[@rN]` measured against a revision, one row per run,
 with the sweep's levels as JSON and a short summary in columns (`kit history`, `kit diff` read them).
 A read-only open of a database that predates them still reads its revisions and sees no runs.
+
+Secret-looking values of image.env and engine.args are masked in everything a revision stores
+(kit.state.redact); `redacted` lists their keys. A row kit cannot read (bad JSON, an unknown status)
+is named in `damaged` and left out, so one bad row never hides the others.
 """
 
 from __future__ import annotations
@@ -21,8 +26,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import sqlite3
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +77,7 @@ class Revision:
     urls: dict[str, str] = field(default_factory=dict)
     smoke: dict[str, Any] | None = None
     error: str | None = None
+    redacted: list[str] = field(default_factory=list)  # keys whose secret-looking values are masked in what is stored
 
     @property
     def label(self) -> str:
@@ -107,22 +112,43 @@ class Revision:
             "urls": self.urls,
             "smoke": self.smoke,
             "error": self.error,
+            "redacted": self.redacted,
         }
 
 
-_JSON_COLUMNS = {"profile": "profile_json", "profile_texts": "profile_texts", "bundle_files": "bundle_files", "manifest": "manifest", "urls": "urls", "smoke": "smoke"}
+_JSON_COLUMNS = {"profile": "profile_json", "profile_texts": "profile_texts", "bundle_files": "bundle_files", "manifest": "manifest", "urls": "urls", "smoke": "smoke", "redacted": "redacted"}
+_FIELDS = {f.name for f in fields(Revision)}
 
 
-def _row_to_revision(row: sqlite3.Row) -> Revision:
+class DamagedRow(ValueError):
+    """A stored revision kit cannot read: which one, and what is wrong with it."""
+
+    def __init__(self, app: str, number: Any, reason: str):
+        self.app, self.number, self.reason = app, number, reason
+        super().__init__(f"r{number} of {app} cannot be read: {reason}")
+
+
+def _row_to_revision(row: Any) -> Revision:
     data = dict(row)
     data.pop("id", None)
+    app, number = data.get("app", "?"), data.get("number", "?")
     for attr, col in _JSON_COLUMNS.items():
-        raw = data.pop(col)
-        data[attr] = json.loads(raw) if raw is not None else None
+        raw = data.pop(col, None)
+        try:
+            data[attr] = json.loads(raw) if raw is not None else None
+        except (TypeError, ValueError) as exc:
+            raise DamagedRow(app, number, f"its {col} is not JSON ({exc})") from None
+    if data.get("status") not in STATUSES:
+        raise DamagedRow(app, number, f"its status {data.get('status')!r} is none of {', '.join(STATUSES)}")
     data["urls"] = data["urls"] or {}
+    data["redacted"] = data["redacted"] or []
     if data["git_dirty"] is not None:
         data["git_dirty"] = bool(data["git_dirty"])
-    return Revision(**data)
+    try:
+        # Columns a newer kit (or a hand) added are not this kit's to read; the ones it knows must all be there.
+        return Revision(**{k: v for k, v in data.items() if k in _FIELDS})
+    except TypeError as exc:
+        raise DamagedRow(app, number, str(exc)) from None
 
 
 @dataclass
@@ -177,7 +203,7 @@ class BenchRun:
 _BENCH_SELECT = "SELECT b.*, r.app AS app, r.number AS number FROM bench_runs b JOIN revisions r ON r.id = b.revision_id"
 
 
-def _row_to_bench(row: sqlite3.Row) -> BenchRun:
+def _row_to_bench(row: Any) -> BenchRun:
     data = dict(row)
     data.pop("revision_id")
     data["workload"] = json.loads(data["workload"])
@@ -186,34 +212,59 @@ def _row_to_bench(row: sqlite3.Row) -> BenchRun:
 
 
 class History(HistoryDatabase):
-    """The revisions of every app, in one SQLite file."""
+    """The revisions of every app, in one store (kit.state opens the one configured)."""
+
+    damaged: list[DamagedRow]
+
+    def __init__(self, conn: Any, *, readonly: bool = False):
+        self.damaged = []
+        super().__init__(conn, readonly=readonly)
 
     @classmethod
     def open(cls, state_dir: Path, *, readonly: bool = False) -> History:
-        """Open (creating it unless `readonly`) `state_dir/history.db`, applying pending migrations."""
+        """Open (creating it unless `readonly`) the SQLite store `state_dir/history.db`, applying pending migrations."""
+        from kit.state.sqlite import SQLiteConnection
+
         if not readonly:
             try:
                 state_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise HistoryError(f"cannot create the state directory {state_dir}: {exc.strerror}", fix="set KIT_STATE_DIR to a writable directory") from None
-        return cls(state_dir / "history.db", readonly=readonly)
+        return cls(SQLiteConnection(state_dir / "history.db", readonly=readonly), readonly=readonly)
 
     # --- reading -------------------------------------------------------------------------------
+    def _readable(self, rows: list[Any]) -> list[Revision]:
+        """The rows as revisions, leaving out (and naming in `damaged`) those kit cannot read."""
+        out = []
+        for row in rows:
+            try:
+                out.append(_row_to_revision(row))
+            except DamagedRow as bad:
+                if not any((d.app, d.number) == (bad.app, bad.number) for d in self.damaged):
+                    self.damaged.append(bad)
+        return out
+
     def revisions(self, app: str | None = None) -> list[Revision]:
         if app is None:
             rows = self._query("SELECT * FROM revisions ORDER BY app, number")
         else:
             rows = self._query("SELECT * FROM revisions WHERE app = ? ORDER BY number", (app,))
-        return [_row_to_revision(r) for r in rows]
+        return self._readable(rows)
 
     def get(self, app: str, number: int) -> Revision | None:
         rows = self._query("SELECT * FROM revisions WHERE app = ? AND number = ?", (app, number))
-        return _row_to_revision(rows[0]) if rows else None
+        if not rows:
+            return None
+        try:
+            return _row_to_revision(rows[0])
+        except DamagedRow as bad:
+            raise HistoryError(str(bad), fix=f"`kit history {app}` lists the revisions kit can read; repair or delete that row by hand") from None
 
     def current(self, app: str) -> Revision | None:
-        """The deployed revision of `app`, if any."""
+        """The deployed revision of `app`, if any (None, and named in `damaged`, when it cannot be read)."""
         rows = self._query("SELECT * FROM revisions WHERE app = ? AND status = 'deployed'", (app,))
-        return _row_to_revision(rows[0]) if rows else None
+        found = self._readable(rows)
+        return found[0] if found else None
 
     def apps(self) -> list[str]:
         return [r[0] for r in self._query("SELECT DISTINCT app FROM revisions ORDER BY app")]
@@ -279,7 +330,7 @@ class History(HistoryDatabase):
             (app, *GOOD),
         )
         revisions = {r.number: r for r in self.revisions(app)}
-        return [(run, revisions[run.number]) for run in map(_row_to_bench, rows)]
+        return [(run, revisions[run.number]) for run in map(_row_to_bench, rows) if run.number in revisions]
 
     # --- writing -------------------------------------------------------------------------------
     def record_bench(self, run: BenchRun) -> BenchRun:
@@ -292,12 +343,16 @@ class History(HistoryDatabase):
             if row is None:
                 raise OperationError(f"kit's history has no revision r{run.number} of {run.app!r} to store the bench run with", fix="see `kit history`")
             cols["revision_id"] = row[0]
-            cur = db.execute(f"INSERT INTO bench_runs ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})", tuple(cols.values()))
-            run.id = cur.lastrowid
+            cur = db.execute(f"INSERT INTO bench_runs ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) RETURNING id", tuple(cols.values()))
+            run.id = cur.fetchone()[0]
         return run
 
     def record_pending(self, rev: Revision) -> Revision:
-        """Give `rev` the app's next number and store it as pending."""
+        """Give `rev` the app's next number and store it as pending, its secret-looking values masked."""
+        from kit.state.redact import redact
+
+        redacted, rev.profile, rev.profile_texts, rev.bundle_files, rev.manifest = redact(rev.profile, rev.profile_texts, rev.bundle_files, rev.manifest)
+        rev.redacted = sorted(set(rev.redacted) | set(redacted))
         with self.transaction() as db:
             row = db.execute("SELECT COALESCE(MAX(number), 0) FROM revisions WHERE app = ?", (rev.app,)).fetchone()
             rev.number = row[0] + 1
@@ -329,6 +384,8 @@ class History(HistoryDatabase):
                 "modal_tag": rev.modal_tag.replace("{number}", str(rev.number)),
                 "urls": json.dumps(rev.urls),
             }
+            if rev.redacted:
+                cols["redacted"] = json.dumps(rev.redacted)
             rev.modal_tag = cols["modal_tag"]
             db.execute(f"INSERT INTO revisions ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})", tuple(cols.values()))
             self._event(db, rev.app, rev.number, "pending", f"{rev.kind} by {rev.created_by}@{rev.host} pid {rev.pid}")
@@ -350,7 +407,13 @@ class History(HistoryDatabase):
                 self._event(db, app, prev["number"], replaced_status, f"replaced by r{number}")
             db.execute("UPDATE revisions SET status = 'deployed', finished_at = ? WHERE app = ? AND number = ?", (now(), app, number))
             self._event(db, app, number, "deployed", note)
-        return _row_to_revision(prev) if prev is not None else None
+        if prev is None:
+            return None
+        try:
+            return _row_to_revision(prev)
+        except DamagedRow as bad:
+            self.damaged.append(bad)  # replaced all the same; only what it was cannot be shown
+            return None
 
     def mark_failed(self, app: str, number: int, error: str) -> None:
         with self.transaction() as db:
@@ -365,8 +428,8 @@ class History(HistoryDatabase):
             self._event(db, app, number, status[0] if status else "?", note)
 
     def pending(self, app: str) -> list[Revision]:
-        return [_row_to_revision(r) for r in self._query("SELECT * FROM revisions WHERE app = ? AND status = 'pending' ORDER BY number", (app,))]
+        return self._readable(self._query("SELECT * FROM revisions WHERE app = ? AND status = 'pending' ORDER BY number", (app,)))
 
     @staticmethod
-    def _event(db: sqlite3.Connection, app: str, number: int, status: str, note: str) -> None:
+    def _event(db: Any, app: str, number: int, status: str, note: str) -> None:
         db.execute("INSERT INTO events (app, number, at, status, note) VALUES (?, ?, ?, ?, ?)", (app, number, now(), status, note))

@@ -23,6 +23,9 @@ from kit.profile import SECTIONS, Profile
 ENV_PREFIX = "KIT_"
 # Settings that are not profile overrides (they configure kit itself).
 _NOT_OVERRIDES = {"KIT_STATE_DIR", "KIT_CACHE_DIR", "KIT_NO_COLOR"}
+# JSON Schemas nest objects in properties in items...; 64 levels is far beyond any real one, and far
+# below where json, jsonschema and xgrammar run out of recursion.
+MAX_SCHEMA_DEPTH = 64
 # Keys whose value is a path, resolved relative to the file that sets them.
 _PATH_KEYS = (("structured_output", "schema"), ("smoke", "schema"))
 
@@ -85,8 +88,12 @@ class LoadedProfile:
 
 
 def find_root(path: Path) -> Path:
-    """The repository root of `path`: the nearest ancestor holding `.git`, else the file's own folder."""
-    start = path.resolve().parent
+    """The repository root of `path`: the nearest ancestor holding `.git`, else the file's own folder.
+
+    Found from where the file is named, not where a symlink points: a link to a file elsewhere must not
+    move the root there (load refuses such a file, as it refuses a parent that leaves the root).
+    """
+    start = Path(os.path.abspath(path)).parent.resolve()
     for candidate in (start, *start.parents):
         if (candidate / ".git").exists():
             return candidate
@@ -107,12 +114,26 @@ def discover(root: Path) -> list[Path]:
 def load(path: str | Path, *, root: Path | None = None, environ: dict[str, str] | None = None) -> LoadedProfile:
     """Load and validate one profile file."""
     path = Path(path)
-    if path.is_dir():
-        raise UsageError(f"{path} is a directory", fix="name a profile file, or run `kit check` with no argument for every profile")
-    if not path.exists():
-        raise ProfileError("file not found", file=str(path), fix="check the path; profiles live in profiles/*.toml")
+    if "\0" in str(path):
+        raise UsageError("the profile path contains a NUL character", fix="name the profile file without control characters")
+    try:
+        if path.is_dir():
+            raise UsageError(f"{path} is a directory", fix="name a profile file, or run `kit check` with no argument for every profile")
+        if not path.exists():
+            if path.is_symlink():
+                raise ProfileError("is a symlink that leads nowhere (broken, or a loop)", file=str(path), fix="point the link at a profile file, or replace it with the file")
+            raise ProfileError("file not found", file=str(path), fix="check the path; profiles live in profiles/*.toml")
+        resolved = path.resolve()
+    except OSError as exc:  # a symlink loop, a path too long
+        raise ProfileError(f"cannot open: {exc.strerror or exc}", file=str(path), fix="check the path") from None
     root = (root or find_root(path)).resolve()
-    chain, merged, origin, texts = _read_chain(path.resolve(), root)
+    if not _inside(resolved, root):
+        raise ProfileError(
+            f"is a symlink to {resolved}, outside the repository root {root}",
+            file=str(path),
+            fix="copy the profile into the repository (kit reads nothing outside it, as with `extends`)",
+        )
+    chain, merged, origin, texts = _read_chain(resolved, root)
     environ = os.environ if environ is None else environ
     overrides = _apply_env(merged, environ)
     for dotted in overrides:
@@ -129,17 +150,16 @@ def _placeholder() -> Profile:
 
 
 def _read_toml(path: Path, root: Path) -> tuple[dict[str, Any], str]:
+    from kit.files import read_text
+
     rel = _rel(path, root)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProfileError("file not found", file=rel, fix="check the path") from None
-    except UnicodeDecodeError as exc:
-        raise ProfileError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=rel, fix="save the file as UTF-8") from None
+    text = read_text(path, display=rel)
     if not text.strip():
         raise ProfileError("the file is empty", file=rel, fix="a profile needs at least name, [app], [model], [gpu], [image], [packages] and [engine]; see docs/profile.md")
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise ProfileError("arrays or tables nested too deeply to read", file=rel, fix="flatten the nesting; no profile key needs more than a few levels") from None
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         # tomllib says "... (at line L, column C)": put the position where editors look for it.
@@ -190,6 +210,13 @@ def _read_chain(path: Path, root: Path) -> tuple[list[Path], dict[str, Any], dic
                 key="extends",
                 fix="fix the path; it is relative to the file that contains `extends`",
             )
+        if chain and not current.is_file():
+            raise ProfileError(
+                f"`extends` names {_rel(current, root)}, which is not a profile file",
+                file=_rel(chain[-1], root),
+                key="extends",
+                fix="name the parent profile's .toml file; the path is relative to the file that contains `extends`",
+            )
         data, text = _read_toml(current, root)
         chain.append(current)
         docs.append(data)
@@ -198,9 +225,14 @@ def _read_chain(path: Path, root: Path) -> tuple[list[Path], dict[str, Any], dic
         parent = data.get("extends")
         if parent is None:
             break
-        if not isinstance(parent, str):
-            raise ProfileError("`extends` must be a string path", file=_rel(current, root), key="extends", fix='write extends = "parent.toml"')
-        current = (current.parent / parent).resolve()
+        if not isinstance(parent, str) or not parent.strip():
+            raise ProfileError("`extends` must name a parent profile file", file=_rel(current, root), key="extends", fix='write extends = "parent.toml"')
+        if _control(parent):
+            raise ProfileError(f"`extends` contains the control character {_control(parent)}", file=_rel(current, root), key="extends", fix='write extends = "parent.toml"')
+        try:
+            current = (current.parent / parent).resolve()
+        except OSError as exc:  # a symlink loop
+            raise ProfileError(f"`extends` names {parent!r}, which cannot be opened: {exc.strerror or exc}", file=_rel(current, root), key="extends", fix="fix the path") from None
 
     merged: dict[str, Any] = {}
     origin: dict[str, Path] = {}
@@ -217,7 +249,12 @@ def _resolve_paths(data: dict[str, Any], file: Path, root: Path) -> None:
     for section, key in _PATH_KEYS:
         table = data.get(section)
         if isinstance(table, dict) and isinstance(table.get(key), str):
-            target = (file.parent / table[key]).resolve()
+            if _control(table[key]) or not table[key].strip():
+                raise ProfileError("must name a file, in plain text", file=_rel(file, root), key=f"{section}.{key}", fix='write e.g. schema = "schemas/x.json"')
+            try:
+                target = (file.parent / table[key]).resolve()
+            except OSError as exc:
+                raise ProfileError(f"cannot open {table[key]!r}: {exc.strerror or exc}", file=_rel(file, root), key=f"{section}.{key}", fix="fix the path") from None
             if not _inside(target, root):
                 raise ProfileError(f"path {table[key]!r} leaves the repository root", file=_rel(file, root), key=f"{section}.{key}", fix="keep schema files inside the repository")
             table[key] = target.relative_to(root).as_posix()
@@ -294,10 +331,13 @@ def _explain(exc: ValidationError, loaded: LoadedProfile) -> ProfileError:
             lines.append(f"{file}: {dotted}: required key is missing; add it (see docs/profile.md)")
         else:
             got = err.get("input")
-            shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+            shown = f" (got {got!r})" if not isinstance(got, dict | list) and repr(got) not in _message(err) else ""
             lines.append(f"{file}: {dotted}: {_message(err)}{shown}{src}")
     body = "invalid profile:\n  " + "\n  ".join(lines)
-    return ProfileError(body, fix="correct the keys above; `kit schema` prints the full format")
+    # file: the first file named above, so that a GitHub annotation has one to point at.
+    error = ProfileError(body, fix="correct the keys above; `kit schema` prints the full format")
+    error.file = first_file
+    return error
 
 
 def _message(err: dict[str, Any]) -> str:
@@ -344,8 +384,27 @@ def _check_gpu(loaded: LoadedProfile) -> None:
         )
 
 
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a JSON document (iteratively: no recursion limit to hit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack += [(v, level + 1) for v in (item.values() if isinstance(item, dict) else item)]
+    return deepest
+
+
+def _control(text: str) -> str | None:
+    from kit.profile import control_characters
+
+    return control_characters(text)
+
+
 def _read_schemas(loaded: LoadedProfile) -> None:
     import json
+
+    from kit.files import read_text
 
     for section in ("structured_output", "smoke"):
         table = getattr(loaded.profile, section)
@@ -354,13 +413,21 @@ def _read_schemas(loaded: LoadedProfile) -> None:
             continue
         path = loaded.root / value
         key = f"{section}.schema"
-        if not path.is_file():
+        if not path.exists():
             raise ProfileError(f"schema file {value} does not exist", file=loaded.file_of(key), key=key, fix="fix the path (relative to the profile that sets it) or create the file")
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = read_text(path, display=value)
+        except ProfileError as exc:
+            raise ProfileError(f"schema file {value}: {exc.message}", file=loaded.file_of(key), key=key, fix=exc.fix) from None
         try:
             doc = json.loads(text)
+            depth = _depth(doc)
+        except RecursionError:
+            depth = MAX_SCHEMA_DEPTH + 1
         except json.JSONDecodeError as exc:
             raise ProfileError(f"schema file {value} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", file=loaded.file_of(key), key=key, fix="fix the JSON") from None
+        if depth > MAX_SCHEMA_DEPTH:
+            raise ProfileError(f"schema file {value} is nested more than {MAX_SCHEMA_DEPTH} levels deep", file=loaded.file_of(key), key=key, fix="flatten the schema (use $defs and $ref for repeated parts)")
         if not isinstance(doc, dict):
             raise ProfileError(f"schema file {value} must hold a JSON object (a JSON Schema)", file=loaded.file_of(key), key=key, fix="wrap the schema in an object")
         loaded.texts[value] = text

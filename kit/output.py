@@ -32,6 +32,15 @@ def _console(stderr: bool = False):
 
 Segment = str | tuple[str, str]  # text, or (text, rich style)
 
+# Control characters other than newline and tab: an ESC in a file name or a value would otherwise
+# drive the terminal (colours, cursor moves, a rewritten line) when kit prints it.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with every control character but newline and tab shown as an escape (\\x1b)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
 
 class _Lines:
     """Styled lines: rendered by rich on a terminal, written as plain text otherwise.
@@ -47,6 +56,7 @@ class _Lines:
             self.console = _console(stderr)
 
     def line(self, *segments: Segment) -> None:
+        segments = tuple(printable(s) if isinstance(s, str) else (printable(s[0]), s[1]) for s in segments)
         if self.console is None:
             self.stream.write("".join(s if isinstance(s, str) else s[0] for s in segments) + "\n")
             return
@@ -112,7 +122,16 @@ def _line_of(path: str, key: str) -> int | None:
 
 
 def _escape_gh(text: str) -> str:
+    """A workflow command's message, escaped as actions/toolkit's escapeData does."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_gh_property(text: str) -> str:
+    """A workflow command's property (file=, title=): escapeData plus `:` and `,`, which end a property.
+
+    https://github.com/actions/toolkit/blob/main/packages/core/src/command.ts (escapeProperty)
+    """
+    return _escape_gh(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def _github(reports: list[Report], bad: list[KitError]) -> None:
@@ -121,13 +140,13 @@ def _github(reports: list[Report], bad: list[KitError]) -> None:
     for exc in bad:
         file = exc.file or ""
         pos = (f",line={exc.line}" if exc.line is not None else "") + (f",col={exc.column}" if exc.column is not None else "")
-        out.append(f"::error file={file}{pos},title=kit: invalid profile::{_escape_gh(exc.render())}")
+        out.append(f"::error file={_escape_gh_property(file)}{pos},title={_escape_gh_property('kit: invalid profile')}::{_escape_gh(exc.render())}")
     for r in reports:
         for f in r.active():
             line = _line_of(f.file, f.keys[0]) if f.keys else None
             pos = f",line={line}" if line else ""
             body = f"{f.summary}\n{f.why}\nfix: {f.fix}\nsource: {'; '.join(f.sources)}"
-            out.append(f"::{level[f.severity]} file={f.file}{pos},title=kit {f.rule}::{_escape_gh(body)}")
+            out.append(f"::{level[f.severity]} file={_escape_gh_property(f.file)}{pos},title={_escape_gh_property(f'kit {f.rule}')}::{_escape_gh(body)}")
     t = _totals(reports)
     out.append(f"kit check: {len(reports) + len(bad)} profile(s), {t['error']} error(s), {t['warning']} warning(s), {t['info']} info, {len(bad)} invalid")
     sys.stdout.write("\n".join(out) + "\n")

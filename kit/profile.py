@@ -6,21 +6,74 @@ Schema and `docs/profile.md` is generated from them. Every model forbids unknown
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Annotated, Any, Literal
+import unicodedata
+from datetime import date, datetime, time
+from typing import Annotated, Any, ClassVar, Literal
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+# Every pattern is matched with fullmatch: `$` would let a trailing newline through.
+_APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_HF_REVISION = re.compile(r"[0-9a-f]{40}")
+# A branch or tag name (`kit lock` resolves it to a commit): git ref characters, no "..", no leading or trailing "/".
+_HF_REF = re.compile(r"(?!.*\.\.)(?!/)[A-Za-z0-9._/-]{1,200}(?<!/)")
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# Limits Modal states or enforces (modal 1.6.4); tests/test_hostile.py cites each one too.
+MODAL_MAX_TIMEOUT_S = 86_400  # https://modal.com/docs/guide/timeouts: "between 1 second and 24 hours"
+MODAL_MAX_SCALEDOWN_S = 3_600  # modal/_functions.py: "`scaledown_window` must be between 2 and 3600 (inclusive)"
+MODAL_MAX_INPUTS = 1_000  # https://github.com/modal-labs/modal-client/pull/2902: the server's 1000 concurrent inputs per container
+MODAL_MAX_CONTAINERS = 2**32 - 1  # api.proto AutoscalerSettings.min/max_containers are uint32
+MAX_NESTING = 32  # tables and arrays inside engine.args: deeper is a mistake, and breaks recursion elsewhere
+
+
+def control_characters(value: str, *, multiline: bool = False) -> str | None:
+    """The first control or line-separator character in `value`, escaped (None when there is none).
+
+    A newline, CR or NUL in a value that reaches a Dockerfile line, a path, a lock name or a terminal
+    becomes an instruction there. Free text (`multiline`) may hold newlines and tabs, nothing else.
+    """
+    for ch in value:
+        if multiline and ch in "\n\t":
+            continue
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            return repr(ch)[1:-1]
+    return None
+
+
+def _check_strings(value: Any, *, multiline: bool, depth: int = 0, where: str = "") -> None:
+    """Reject control characters in every string inside `value`; keys of tables are never multi-line."""
+    if depth > MAX_NESTING:
+        raise ValueError(f"nested more than {MAX_NESTING} levels deep")
+    if isinstance(value, str):
+        bad = control_characters(value, multiline=multiline)
+        if bad:
+            what = "values here must be plain text" + ("" if multiline else " on one line")
+            raise ValueError(f"{where + ': ' if where else ''}contains the control character {bad}; {what}")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            name = control_characters(str(k)) and repr(k) or str(k)
+            _check_strings(k, multiline=False, depth=depth + 1, where=f"key {name}")
+            _check_strings(v, multiline=multiline, depth=depth + 1, where=name)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_strings(v, multiline=multiline, depth=depth + 1, where=f"item {i + 1}")
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
 
+    # Fields of free text, where newlines and tabs belong (a prompt, a reason); every other string is one line.
+    _multiline: ClassVar[frozenset[str]] = frozenset()
 
-_APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_HF_REVISION = re.compile(r"^[0-9a-f]{40}$")
-_HF_REF = re.compile(r"^(?!.*\.\.)(?!/)[A-Za-z0-9._/-]{1,200}(?<!/)$")
+    @field_validator("*", mode="after")
+    @classmethod
+    def _plain_text(cls, v: Any, info: ValidationInfo) -> Any:
+        _check_strings(v, multiline=info.field_name in cls._multiline)
+        return v
 
 
 class App(Section):
@@ -32,7 +85,7 @@ class App(Section):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _APP_NAME.match(v):
+        if not _APP_NAME.fullmatch(v):
             raise ValueError("must be 1-64 characters of letters, digits, '-', '_' or '.', starting with a letter or digit")
         return v
 
@@ -87,14 +140,14 @@ class Model(Section):
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
-        if not re.match(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$", v):
+        if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", v, re.ASCII):
             raise ValueError("must look like 'organisation/model-name'")
         return v
 
     @field_validator("revision")
     @classmethod
     def _revision(cls, v: str | None) -> str | None:
-        if v is not None and not (_HF_REVISION.match(v) or _HF_REF.match(v)):
+        if v is not None and not (_HF_REVISION.fullmatch(v) or _HF_REF.fullmatch(v)):
             raise ValueError("must be a 40-character commit hash, or a branch or tag name that `kit lock` resolves to one")
         return v
 
@@ -119,7 +172,7 @@ class Image(Section):
     @field_validator("python")
     @classmethod
     def _python(cls, v: str) -> str:
-        if not re.match(r"^3\.\d{1,2}$", v):
+        if not re.fullmatch(r"3\.\d{1,2}", v, re.ASCII):
             raise ValueError("must be a Python minor version such as '3.11'")
         return v
 
@@ -127,7 +180,7 @@ class Image(Section):
     @classmethod
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
         for name in v:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise ValueError(f"{name!r} is not a valid environment variable name")
         return v
 
@@ -143,6 +196,15 @@ class Engine(Section):
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = Field("auto", description="KV cache dtype.")
     args: dict[str, Any] = Field(default_factory=dict, description="Extra engine arguments, passed as keyword arguments.")
 
+    # A chat template or a JSON argument may span lines; no other control character reaches the engine.
+    _multiline: ClassVar[frozenset[str]] = frozenset({"args"})
+
+    @field_validator("args")
+    @classmethod
+    def _args(cls, v: dict[str, Any]) -> dict[str, Any]:
+        _plain_values(v)
+        return v
+
 
 class StructuredOutput(Section):
     """JSON-schema-constrained generation."""
@@ -154,7 +216,7 @@ class StructuredOutput(Section):
     )
     schema_file: str | None = Field(None, alias="schema", description="Default JSON schema file, relative to the profile that sets it.")
 
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class Serving(Section):
@@ -169,12 +231,12 @@ class Serving(Section):
         "and `GET /health`, on the engine's async API so that up to `max_inputs` concurrent requests join the running batch "
         "(benchmarks/gpu/results.md).",
     )
-    timeout: int = Field(600, gt=0, description="Seconds one input may run.")
-    startup_timeout: int = Field(1200, gt=0, description="Seconds the web server may take to start (openai mode).")
-    scaledown_window: int = Field(300, ge=2, description="Seconds an idle container stays up.")
-    min_containers: int = Field(0, ge=0, description="Containers kept warm.")
-    max_containers: int | None = Field(None, ge=1, description="Upper bound on containers.")
-    max_inputs: int = Field(1, ge=1, description="Concurrent inputs per container (`@modal.concurrent`).")
+    timeout: int = Field(600, gt=0, le=MODAL_MAX_TIMEOUT_S, description="Seconds one input may run (Modal: at most 24 hours).")
+    startup_timeout: int = Field(1200, gt=0, le=MODAL_MAX_TIMEOUT_S, description="Seconds the web server may take to start (openai mode; at most 24 hours).")
+    scaledown_window: int = Field(300, ge=2, le=MODAL_MAX_SCALEDOWN_S, description="Seconds an idle container stays up (Modal: 2 to 3600).")
+    min_containers: int = Field(0, ge=0, le=MODAL_MAX_CONTAINERS, description="Containers kept warm.")
+    max_containers: int | None = Field(None, ge=1, le=MODAL_MAX_CONTAINERS, description="Upper bound on containers.")
+    max_inputs: int = Field(1, ge=1, le=MODAL_MAX_INPUTS, description="Concurrent inputs per container (`@modal.concurrent`; Modal: at most 1000).")
     endpoints: list[Literal["generate", "http_generate", "health"]] = Field(
         default_factory=lambda: ["generate", "http_generate", "health"],
         description="Endpoints of class mode: `generate` (Python `.remote()`), `http_generate` (`POST /generate`), `health` (`GET /health`).",
@@ -192,11 +254,12 @@ class Smoke(Section):
 
     prompt: str = Field(description="Prompt for the smoke generation.")
     schema_file: str | None = Field(None, alias="schema", description="JSON schema the output must validate against, relative to the profile (default: structured_output.schema).")
-    max_tokens: int = Field(512, ge=1, description="Output token limit for the smoke generation.")
-    latency_budget_s: float = Field(30.0, gt=0, description="Warm request latency budget, seconds.")
-    cold_start_budget_s: float = Field(900.0, gt=0, description="Budget for the first request, which may start a container.")
+    max_tokens: int = Field(512, ge=1, description="Output token limit for the smoke generation (at most model.max_model_len).")
+    latency_budget_s: float = Field(30.0, gt=0, le=MODAL_MAX_TIMEOUT_S, description="Warm request latency budget, seconds (a request runs at most 24 hours on Modal).")
+    cold_start_budget_s: float = Field(900.0, gt=0, le=2 * MODAL_MAX_TIMEOUT_S, description="Budget for the first request, which may start a container (startup and execution are each at most 24 hours).")
 
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, allow_inf_nan=False)
+    _multiline: ClassVar[frozenset[str]] = frozenset({"prompt"})
 
 
 class Allow(Section):
@@ -205,14 +268,42 @@ class Allow(Section):
     rule: str = Field(description="Rule id to suppress.")
     reason: str = Field(min_length=1, description="Why this is safe here; shown in reports.")
 
+    _multiline: ClassVar[frozenset[str]] = frozenset({"reason"})
+
+
+def _plain_values(value: Any, depth: int = 0) -> None:
+    """engine.args holds what TOML and JSON share: strings, finite numbers, booleans, arrays, tables."""
+    if depth > MAX_NESTING:
+        raise ValueError(f"nested more than {MAX_NESTING} levels deep")
+    if isinstance(value, datetime | date | time):
+        raise ValueError(f"{value.isoformat()} is a TOML date/time, which no engine argument takes: write it as a string")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number")
+    if isinstance(value, dict):
+        for v in value.values():
+            _plain_values(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _plain_values(v, depth + 1)
+
+
+def _version(v: str) -> str:
+    try:
+        Version(v)
+    except InvalidVersion:
+        raise ValueError(f'{v!r} is not a version: write an exact version such as "1.2.3"') from None
+    return v
+
 
 PackageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+# Checked per value, so an error names packages.<name> and with it the file that set that key.
+PackageVersion = Annotated[str, AfterValidator(_version)]
 
 
 class Profile(BaseModel):
     """A kit profile: a whole pinned serving stack."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, populate_by_name=True, allow_inf_nan=False)
 
     name: str = Field(description="Profile name; by convention the file's stem.")
     description: str = Field("", description="What this stack is and why it exists (measured results belong here).")
@@ -221,12 +312,26 @@ class Profile(BaseModel):
     model: Model
     gpu: Gpu
     image: Image
-    packages: dict[PackageName, str] = Field(description="Exact versions, e.g. `vllm = \"0.9.2\"`.")
+    packages: dict[PackageName, PackageVersion] = Field(description="Exact versions, e.g. `vllm = \"0.9.2\"`.")
     engine: Engine
     structured_output: StructuredOutput = Field(default_factory=StructuredOutput)
     serving: Serving = Field(default_factory=Serving)
     smoke: Smoke | None = None
     allow: list[Allow] = Field(default_factory=list)
+
+    @field_validator("name", "extends", "description", "packages")
+    @classmethod
+    def _plain_text(cls, v: Any, info: ValidationInfo) -> Any:
+        _check_strings(v, multiline=info.field_name == "description")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        # The name becomes build/<name>/: no separators, no `..`, nothing hidden.
+        if not _PROFILE_NAME.fullmatch(v):
+            raise ValueError("must be 1-128 characters of letters, digits, '-', '_' or '.', starting with a letter or digit (it names build/<name>/)")
+        return v
 
     @field_validator("packages")
     @classmethod
@@ -236,12 +341,15 @@ class Profile(BaseModel):
             canon = canonicalize_name(name)
             if canon in out:
                 raise ValueError(f"{name!r} is listed twice (names compare case- and separator-insensitively)")
-            try:
-                Version(version)
-            except InvalidVersion:
-                raise ValueError(f"{name} = {version!r} is not a version: write an exact version such as \"1.2.3\"") from None
             out[canon] = version
         return out
+
+    @model_validator(mode="after")
+    def _smoke_fits_context(self) -> Profile:
+        m, smoke = getattr(self, "model", None), getattr(self, "smoke", None)
+        if m is not None and smoke is not None and m.max_model_len and smoke.max_tokens > m.max_model_len:
+            raise ValueError(f"smoke.max_tokens ({smoke.max_tokens}) is larger than model.max_model_len ({m.max_model_len}): the engine rejects such a request")
+        return self
 
     @property
     def tensor_parallel_size(self) -> int:

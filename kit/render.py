@@ -537,17 +537,35 @@ def render(loaded: LoadedProfile) -> Bundle:
 
 
 def write(bundle: Bundle, out_dir: str | Path) -> list[Path]:
-    """Write the bundle's files into `out_dir` (created if needed); other files there are left alone."""
+    """Write the bundle's files into `out_dir` (created if needed); other files there are left alone.
+
+    Each file is written beside itself and renamed into place: a failure leaves no half-written file.
+    """
+    from kit.files import write_atomic
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is not a directory", key="--out", fix="name a directory to render into (it is created if missing)")
     written = []
-    for name, text in bundle.files.items():
-        path = out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text.encode("utf-8"))  # bytes: no newline translation, byte-identical everywhere
-        written.append(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in bundle.files.items():
+            path = out / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, text)  # newline="\n": no translation, byte-identical everywhere
+            written.append(path)
+    except OSError as exc:
+        raise OperationError(
+            f"cannot write the bundle into {out}: {exc.strerror or exc}" + (f" ({len(written)} of {len(bundle.files)} files written)" if written else ""),
+            fix="choose a writable directory with --out, or free space",
+        ) from None
     return written
 
 
 def default_out_dir(loaded: LoadedProfile) -> Path:
-    return Path("build") / loaded.profile.name
+    """build/<profile name>, refused when the name would lead anywhere else."""
+    out = Path("build") / loaded.profile.name
+    build = Path("build").resolve()
+    if out.resolve().parent != build:  # the profile validator already refuses such names; this is the last guard
+        raise UsageError(f"profile name {loaded.profile.name!r} does not name a folder inside build/", file=loaded.display, key="name", fix="use letters, digits, '-', '_' and '.'")
+    return out

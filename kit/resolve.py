@@ -24,6 +24,7 @@ from packaging.version import Version
 
 from kit import lockfile
 from kit.errors import EXIT_USAGE, KitError, OperationError, UsageError
+from kit.files import write_atomic
 from kit.load import LoadedProfile
 
 INPUT_NAME = "profile"  # the requirements file uv reads; its `# via -r profile` names the profile's pins
@@ -297,24 +298,6 @@ def render(
     return "\n".join(head) + "\n" + body
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write beside the target, fsync, rename over it: readers see the old file or the new one, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _changes(old: lockfile.Lock, new: lockfile.Lock) -> list[str]:
     out = []
     for name in sorted(set(old.packages) | set(new.packages)):
@@ -352,15 +335,37 @@ def _cause_lines(stderr: str) -> list[str]:
     return lines
 
 
+_FAILED_URL = re.compile(r"(?:Failed to fetch:?|for url) \(?`?(https?://[^\s`)]+)")
+
+
+def _failed_index(stderr: str, inputs: lockfile.Inputs) -> tuple[str, str | None]:
+    """Which index uv failed to reach, as uv names it: (how to say it, the profile key that sets it or None).
+
+    uv asks the extra indexes first, so an unreachable extra index fails a lock whose default index is fine.
+    """
+    default = inputs.index_url or os.environ.get("UV_DEFAULT_INDEX") or os.environ.get("UV_INDEX_URL")
+    m = _FAILED_URL.search(stderr)
+    if m is None:
+        return (f"({default})" if default else "(the default index)"), ("image.index_url" if inputs.index_url else None)
+    url = m.group(1)
+    for i, extra in enumerate(inputs.extra_index_urls):
+        if url.startswith(extra.rstrip("/")):
+            return f"{extra} (image.extra_index_urls[{i}])", "image.extra_index_urls"
+    if default and url.startswith(default.rstrip("/")):
+        return f"({default})", ("image.index_url" if inputs.index_url else None)
+    return f"at {url}", None
+
+
 def explain_failure(stderr: str, loaded: LoadedProfile, inputs: lockfile.Inputs) -> KitError:
     lines = _cause_lines(stderr)
     if "No solution found" not in stderr and _NETWORK.search(stderr):
-        where = inputs.index_url or os.environ.get("UV_DEFAULT_INDEX") or os.environ.get("UV_INDEX_URL") or "the default index"
+        where, key = _failed_index(stderr, inputs)
         detail = next((ln for ln in reversed(lines) if ln), "")
         return IndexUnreachable(
-            f"the package index ({where}) could not be reached: {detail}",
+            f"the package index {where} could not be reached: {detail}",
             file=loaded.display,
-            fix="check the network or the index URL (image.index_url, UV_DEFAULT_INDEX); the existing lockfile was left as it was",
+            key=key,
+            fix=f"check the network or the index URL ({key or 'image.index_url, UV_DEFAULT_INDEX'}); the existing lockfile was left as it was",
         )
     if "No solution found" in stderr:
         return OperationError(

@@ -130,6 +130,11 @@ def api_table() -> list[dict[str, Any]]:
     return _table("api")
 
 
+def secret_table() -> list[dict[str, Any]]:
+    """The `[[secret]]` rows: what a secret-looking name or value is (kit.secrets evaluates them)."""
+    return _table("secret")
+
+
 ATTENTION_VIA = ("env", "engine_arg")
 
 

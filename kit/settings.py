@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kit.errors import ProfileError
+from kit.errors import ProfileError, UsageError
 from kit.profile import SECTIONS
 
 
@@ -45,6 +45,29 @@ class Settings(BaseSettings):
     deploy_timeout_s: float = Field(2400.0, gt=0, description="Longest a `modal deploy` (build included) may run (KIT_DEPLOY_TIMEOUT_S).")
     modal_timeout_s: float = Field(60.0, gt=0, description="Longest any other call to Modal may take (KIT_MODAL_TIMEOUT_S).")
 
+    def __init__(self, **values: Any) -> None:
+        # A bad KIT_* variable is bad input like a bad profile key: name it, exit 2, no traceback.
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _settings_error(exc, "KIT_") from None
+
+    @field_validator("state_dir")
+    @classmethod
+    def _plain_path(cls, v: Path) -> Path:
+        if any(ord(c) < 32 for c in str(v)):
+            raise ValueError("must be a plain path (no control characters)")
+        return v
+
+
+def _settings_error(exc: ValidationError, prefix: str) -> UsageError:
+    lines = []
+    for err in exc.errors():
+        var = prefix + "__".join(str(p).upper() for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{var}: {msg} (got {err.get('input')!r})" if not isinstance(err.get("input"), dict) else f"{var}: {msg}")
+    return UsageError("invalid kit setting in the environment:\n  " + "\n  ".join(lines), fix="correct or unset the variable(s) above")
+
 
 def _literal(raw: str) -> Any:
     """A TOML literal when the value is one (2, 0.85, true, ["a"]), else the string itself."""
@@ -63,7 +86,11 @@ def read_overrides(names: dict[str, str]) -> dict[str, tuple[str, Any]]:
             guess = difflib.get_close_matches(section, sorted(sections), n=1)
             hint = f"did you mean KIT_{guess[0].upper()}__...? " if guess else ""
             raise ProfileError(f"environment variable {var} names no profile section {section!r}", key=var, fix=f"{hint}sections: {', '.join(sorted(sections))}")
-    found = _Overrides().model_dump(exclude_none=True)
+    try:
+        found = _Overrides().model_dump(exclude_none=True)
+    except (ValidationError, ValueError) as exc:  # e.g. KIT_GPU__TYPE and KIT_GPU__TYPE__X together
+        detail = _settings_error(exc, "KIT_").message if isinstance(exc, ValidationError) else str(exc)
+        raise ProfileError(f"cannot read the KIT_ overrides: {detail}", fix="correct or unset the KIT_<SECTION>__<KEY> variables") from None
     out: dict[str, tuple[str, Any]] = {}
 
     def walk(prefix: str, value: Any) -> None:

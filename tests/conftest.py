@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.statefixtures import postgres_schema, state  # noqa: F401  (fixtures: the history store on each backend)
+
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = REPO / "profiles"
 # kit's state directory for tests that do not make their own: one that cannot exist, so no test reads

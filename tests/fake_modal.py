@@ -3,8 +3,8 @@
 It speaks the three commands kit's ModalTarget runs (`deploy APP --name --tag`, `app history APP
 --json`, `app rollback APP vN`) with Modal's output shapes, keeps Modal's side of the world (versions,
 tags, the live bundle) in `$FAKE_MODAL_DIR/state.json`, and misbehaves when the state says so:
-`behaviour.deploy` = fail | hang | block (wait for the file `release`), `behaviour.rollback` =
-unsupported | ok, `behaviour.history` = fail.
+`behaviour.deploy` = fail | hang | block (wait for the file `release`), `behaviour.deploy_delay` =
+seconds a deploy takes, `behaviour.rollback` = unsupported | ok, `behaviour.history` = fail.
 """
 
 from __future__ import annotations
@@ -33,6 +33,21 @@ def opt(args: list[str], name: str) -> str | None:
 
 
 def deploy(args: list[str]) -> int:
+    """One deploy; two at once of the same fake workspace are recorded in `overlaps` (kit's lock must prevent them)."""
+    active = DIR / "active"
+    try:
+        os.close(os.open(active, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        with open(DIR / "overlaps", "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+    try:
+        time.sleep(float(load()["behaviour"].get("deploy_delay", "0")))
+        return _deploy(args)
+    finally:
+        active.unlink(missing_ok=True)
+
+
+def _deploy(args: list[str]) -> int:
     state = load()
     mode = state["behaviour"].get("deploy", "ok")
     app, tag = opt(args, "--name"), opt(args, "--tag")

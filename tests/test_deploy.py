@@ -3,7 +3,8 @@
 Everything is real (the library profile and its lockfile, check, render, SQLite, the smoke test over
 HTTP to a server on 127.0.0.1, subprocesses) except the Modal cloud: kit's ModalTarget runs
 tests/fake_modal.py in place of the `modal` CLI (tests/deployfakes.py says how). After each fault the
-history is asserted.
+history is asserted. Tests that take `history` or `state` run on both history backends, SQLite and a
+real PostgreSQL server (tests/statefixtures.py).
 """
 
 from __future__ import annotations
@@ -42,10 +43,8 @@ def profile(tmp_path) -> Path:
 
 
 @pytest.fixture
-def history(tmp_path):
-    h = History.open(tmp_path / "state")
-    yield h
-    h.close()
+def history(state):
+    return state.open()
 
 
 def context(history: History, deploy_timeout: float = 30.0) -> tuple[kd.Context, list[str]]:
@@ -391,14 +390,14 @@ def test_no_credentials_is_said_first(tmp_path, profile):
     assert code == 2 and "modal token new" in err
 
 
-def test_no_terminal_and_no_yes(tmp_path, fake, profile):
-    code, out, err = kit("deploy", str(profile), env={**fake.env(), "KIT_STATE_DIR": str(tmp_path / "state")})
+def test_no_terminal_and_no_yes(state, fake, profile):
+    code, out, err = kit("deploy", str(profile), env={**fake.env(), **state.env})
     assert code == 2 and "no terminal to confirm" in err and "--yes" in err
     assert fake.read()["deploys"] == []
 
 
-def test_killed_between_pending_and_deployed(tmp_path, fake, profile):
-    env = {**fake.env(), "KIT_STATE_DIR": str(tmp_path / "state")}
+def test_killed_between_pending_and_deployed(state, fake, profile):
+    env = {**fake.env(), **state.env}
     fake.behave(deploy="block")
     proc = kit("deploy", str(profile), "--yes", env=env, wait=False)
     try:
@@ -411,9 +410,21 @@ def test_killed_between_pending_and_deployed(tmp_path, fake, profile):
         proc.kill()
         proc.communicate()
     fake.behave(deploy=None)
-    # status sees it; a plain deploy refuses, naming the dead process and the flag; nothing changes.
+    # status sees it (on PostgreSQL once the server has noticed the connection is gone: at once, here).
+    if state.backend == "postgres":
+        from kit.deploylock import wait_until_free
+
+        assert wait_until_free(state.open(readonly=True), "ir-generator", timeout=10)
     code, out, _ = kit("status", "ir-generator", env=env)
     assert code == 1 and "r1 is pending but its process" in out and "is gone" in out
+    if state.backend == "postgres":
+        # The database released the dead holder's lock: the next deploy takes over, resolving r1, no flag needed.
+        code, out, err = kit("deploy", str(profile), "--yes", env=env)
+        assert code == 0, err
+        assert "r1 was left pending by a process that stopped; marked failed" in err
+        assert history_json(env) == [{"number": 1, "status": "failed", "kind": "deploy"}, {"number": 2, "status": "deployed", "kind": "deploy"}]
+        return
+    # SQLite: a plain deploy refuses, naming the dead process and the flag; nothing changes.
     code, _, err = kit("deploy", str(profile), "--yes", env=env)
     assert code == 1 and "no longer running; it left r1 pending" in err and "--break-lock" in err
     assert history_json(env) == [{"number": 1, "status": "pending", "kind": "deploy"}]
@@ -424,14 +435,19 @@ def test_killed_between_pending_and_deployed(tmp_path, fake, profile):
     assert history_json(env) == [{"number": 1, "status": "failed", "kind": "deploy"}, {"number": 2, "status": "deployed", "kind": "deploy"}]
 
 
-def test_two_deploys_race_for_one_app(tmp_path, fake, profile):
-    env = {**fake.env(), "KIT_STATE_DIR": str(tmp_path / "state")}
+def test_two_deploys_race_for_one_app(state, fake, profile):
+    env = {**fake.env(), **state.env}
     fake.behave(deploy="block")
     first = kit("deploy", str(profile), "--yes", env=env, wait=False)
     try:
         fake.wait_for("deploying")
         code, _, err = kit("deploy", str(profile), "--yes", env=env)
         assert code == 1 and "another kit process is deploying or rolling back ir-generator" in err
+        # issue 13 item 2: --break-lock never takes the lock of a deploy that still runs, and says who holds it.
+        code, _, err = kit("deploy", str(profile), "--yes", "--break-lock", env=env)
+        assert code == 1 and f"pid {first.pid} on " in err and "--break-lock never takes a lock from a process that still runs" in err
+        code, out, _ = kit("status", "ir-generator", env=env)  # who holds the lock, on either backend
+        assert f"lock     held by pid {first.pid} on " in out and "(kit deploy " in out
         (fake.dir / "release").write_text("go")
         out, err = first.communicate(timeout=60)
         assert first.returncode == 0, err

@@ -1,9 +1,12 @@
-"""The deploy history: real SQLite files in temporary directories."""
+"""The deploy history: real SQLite files in temporary directories, and a real PostgreSQL server.
+
+Tests that take `state` run on both backends (tests/statefixtures.py); the rest are about the SQLite
+file itself (its journal, a corrupt or read-only file).
+"""
 
 from __future__ import annotations
 
 import os
-import sqlite3
 
 import pytest
 
@@ -30,39 +33,40 @@ def deployed(h: History, bundle: str, app: str = "app") -> Revision:
     return h.get(app, rev.number)
 
 
-def test_migrations_are_a_ledger_applied_once(tmp_path):
-    h = History.open(tmp_path)
+def test_migrations_are_a_ledger_applied_once(state):
+    h = state.open()
     assert h.applied_migrations() == [name for name, _ in MIGRATIONS]
-    assert h.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    if state.backend == "sqlite":
+        assert h.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     h.close()
-    again = History.open(tmp_path)
+    again = state.open()
     assert again.migrate() == []  # nothing to do the second time
 
-    def m002(db):
+    def m099(db):
         db.execute("ALTER TABLE revisions ADD COLUMN reviewer TEXT")
 
-    assert again.migrate([*MIGRATIONS, ("003_reviewer", m002)]) == ["003_reviewer"]
-    assert "reviewer" in [r[1] for r in again.db.execute("PRAGMA table_info(revisions)")]
+    assert again.migrate([*MIGRATIONS, ("099_reviewer", m099)]) == ["099_reviewer"]
+    assert "reviewer" in again.db.columns("revisions")
     again.close()
     with pytest.raises(HistoryError, match="written by a newer kit"):
-        History.open(tmp_path)  # this kit does not know 003_reviewer
+        state.open()  # this kit does not know 099_reviewer
 
 
-def test_a_failed_migration_changes_nothing(tmp_path):
-    h = History.open(tmp_path)
+def test_a_failed_migration_changes_nothing(state):
+    h = state.open()
 
     def broken(db):
-        db.execute("CREATE TABLE half (x)")
+        db.execute("CREATE TABLE half (x INTEGER)")
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        h.migrate([*MIGRATIONS, ("003_broken", broken)])
+        h.migrate([*MIGRATIONS, ("099_broken", broken)])
     assert h.applied_migrations() == [name for name, _ in MIGRATIONS]
-    assert not h.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'half'").fetchone()
+    assert not h.db.has_table("half")
 
 
-def test_revision_round_trip_and_statuses(tmp_path):
-    h = History.open(tmp_path)
+def test_revision_round_trip_and_statuses(state):
+    h = state.open()
     r1 = h.record_pending(revision(bundle="1" * 64, lock_text="a==1\n", git_commit="abc", git_dirty=True))
     assert (r1.number, r1.status, r1.modal_tag) == (1, "pending", "kit-r1-111111111111")
     h.update("app", 1, modal_version="v1", urls={"Inference.health": "https://h"}, smoke={"ok": True, "checks": []})
@@ -77,16 +81,16 @@ def test_revision_round_trip_and_statuses(tmp_path):
     assert [e.status for e in h.events("app", 1)] == ["pending", "deployed", "superseded"]
 
 
-def test_at_most_one_deployed_revision_per_app(tmp_path):
-    h = History.open(tmp_path)
+def test_at_most_one_deployed_revision_per_app(state):
+    h = state.open()
     deployed(h, "1" * 64)
     h.record_pending(revision(bundle="2" * 64))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(state.integrity_error):
         h.db.execute("UPDATE revisions SET status = 'deployed' WHERE number = 2")
 
 
-def test_rollback_target(tmp_path):
-    h = History.open(tmp_path)
+def test_rollback_target(state):
+    h = state.open()
     with pytest.raises(OperationError, match="no earlier good revision"):
         h.rollback_target("app")
     deployed(h, "1" * 64)
@@ -118,18 +122,18 @@ def test_corrupt_file_is_reported_and_left_untouched(tmp_path):
     assert db.read_bytes() == before
 
 
-def test_readonly_open_does_not_create_or_write(tmp_path):
-    h = History.open(tmp_path)
+def test_readonly_open_does_not_create_or_write(state):
+    h = state.open()
     deployed(h, "1" * 64)
     h.close()
-    ro = History.open(tmp_path, readonly=True)
+    ro = state.open(readonly=True)
     assert ro.current("app").number == 1
     with pytest.raises(HistoryError):
         ro.record_pending(revision())
 
 
 def test_deploy_lock_live_stale_and_broken(tmp_path):
-    h = History.open(tmp_path)
+    h = History.open(tmp_path)  # SQLite: the row is the lock (tests/test_state.py has PostgreSQL's)
     assert deploylock.acquire(h, "app", "kit deploy x") == []
     # A second holder in this host while the first process lives: refused, clearly.
     h.db.execute("UPDATE deploy_locks SET pid = ?", (os.getppid(),))
@@ -182,8 +186,8 @@ def bench_run(app: str = "app", number: int = 1, p50: float | None = 0.5, **kw) 
     return BenchRun(**fields)
 
 
-def test_bench_runs_are_stored_with_their_revision(tmp_path):
-    h = History.open(tmp_path)
+def test_bench_runs_are_stored_with_their_revision(state):
+    h = state.open()
     deployed(h, "1" * 64)
     deployed(h, "2" * 64)
     first = h.record_bench(bench_run(number=1, p50=0.4))
@@ -206,10 +210,10 @@ def test_bench_runs_are_stored_with_their_revision(tmp_path):
     assert len(h.bench_runs()) == 4  # the refused run left nothing behind
 
 
-def test_a_v1_history_is_upgraded_in_place(tmp_path, monkeypatch):
+def test_a_v1_history_is_upgraded_in_place(state, monkeypatch):
     # A database as the kit before bench runs wrote it: only migration 001 in the ledger.
     monkeypatch.setattr(kh, "MIGRATIONS", MIGRATIONS[:1])
-    old = History.open(tmp_path)
+    old = state.open()
     deployed(old, "1" * 64)
     old.update("app", 1, smoke={"ok": True, "checks": []}, urls={"Inference.health": "https://h"})
     before = old.get("app", 1)
@@ -218,16 +222,16 @@ def test_a_v1_history_is_upgraded_in_place(tmp_path, monkeypatch):
     monkeypatch.undo()
 
     # A read-only look (kit history, kit diff) reads it as it is: no upgrade, no bench runs.
-    ro = History.open(tmp_path, readonly=True)
+    ro = state.open(readonly=True)
     assert ro.applied_migrations() == ["001_revisions"] and ro.get("app", 1) == before
     assert ro.bench_runs() == [] and ro.latest_bench() == {} and ro.measured_runs("app") == []
     ro.close()
 
-    # The first open that may write applies 002; the revision is as it was, and runs can be stored.
-    h = History.open(tmp_path)
-    assert h.applied_migrations() == ["001_revisions", "002_bench_runs"]
+    # The first open that may write applies 002 (and what came after); the revision is as it was, and runs can be stored.
+    h = state.open()
+    assert h.applied_migrations() == [name for name, _ in MIGRATIONS]
     assert h.get("app", 1) == before and h.events("app", 1)[0].status == "pending"
-    assert h.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bench_runs'").fetchone()
+    assert h.db.has_table("bench_runs")
     h.record_bench(bench_run(number=1))
     assert [r.number for r in h.bench_runs("app")] == [1]
     h.close()

@@ -79,7 +79,7 @@ BAD_INPUTS = {
     "unknown key": ({"profiles/p.toml": BASE_PROFILE.replace("[gpu]\n", "[gpu]\ntyp = 'x'\n")}, r"gpu\.typ: unknown key; did you mean `gpu\.type`\?"),
     "unknown section": ({"profiles/p.toml": BASE_PROFILE + "\n[servng]\ntimeout = 3\n"}, r"servng: unknown key; did you mean `serving`\?"),
     "wrong type": ({"profiles/p.toml": BASE_PROFILE.replace("count = 1", 'count = "1"')}, r"gpu\.count: Input should be a valid integer"),
-    "not a version": ({"profiles/p.toml": BASE_PROFILE.replace('vllm = "0.9.2"', 'vllm = "0.9.x"')}, r"vllm = '0\.9\.x' is not a version"),
+    "not a version": ({"profiles/p.toml": BASE_PROFILE.replace('vllm = "0.9.2"', 'vllm = "0.9.x"')}, r"packages\.vllm: '0\.9\.x' is not a version"),
     "missing extends": ({"profiles/p.toml": 'extends = "nope.toml"\n' + BASE_PROFILE}, r"`extends` names profiles/nope\.toml, which does not exist"),
     "cyclic extends": (
         {"profiles/a.toml": 'extends = "b.toml"\nname = "a"\n', "profiles/b.toml": 'extends = "a.toml"\nname = "b"\n', "profiles/p.toml": 'extends = "a.toml"\n'},

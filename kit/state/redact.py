@@ -1,0 +1,68 @@
+"""Secret-looking values of a profile (image.env, engine.args) kept out of what the history stores.
+
+A value is secret-looking when its key names a credential (TOKEN, SECRET, PASSWORD, API_KEY, ...) or
+the value has the shape of a known token (hf_..., sk-..., ghp_..., AKIA...). Every stored copy of
+such a value (the resolved profile, the profile's files, the rendered bundle, the manifest) holds
+`MASK` instead, and the revision lists the keys it masked: its stored bundle cannot be redeployed as
+it is, and kit says so rather than deploy a masked value. Secrets belong in Modal secrets
+(`model.hf_secret`), which kit never sees.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+MASK = "***masked***"
+SECRET_KEY = re.compile(r"(TOKEN|SECRET|PASSW(OR)?D|PASSPHRASE|API[_-]?KEY|ACCESS[_-]?KEY|PRIVATE[_-]?KEY|CREDENTIAL|AUTH)", re.IGNORECASE)
+SECRET_VALUE = re.compile(r"^(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|AKIA[0-9A-Z]{16}|xox[abpr]-[A-Za-z0-9-]{10,}|ak-[A-Za-z0-9]{10,}|as-[A-Za-z0-9]{10,})\Z")
+MIN_LENGTH = 4  # shorter values ("1", "on") are masked in the profile but not hunted through texts
+
+
+def secret_values(profile: dict[str, Any]) -> dict[str, str]:
+    """dotted key -> value, for each secret-looking value of image.env and engine.args."""
+    found: dict[str, str] = {}
+    for section, table in (("image", "env"), ("engine", "args")):
+        values = ((profile.get(section) or {}).get(table)) or {}
+        for key, value in values.items():
+            if isinstance(value, str) and value and (SECRET_KEY.search(key) or SECRET_VALUE.match(value)):
+                found[f"{section}.{table}.{key}"] = value
+    return found
+
+
+def _spellings(value: str) -> list[str]:
+    """How a value can appear in a stored text: as written, as a JSON or Python literal's inside, TOML-escaped."""
+    forms = {value, json.dumps(value)[1:-1], repr(value)[1:-1], value.replace("\\", "\\\\").replace('"', '\\"')}
+    return sorted((f for f in forms if len(f) >= MIN_LENGTH), key=len, reverse=True)
+
+
+def _mask_text(text: str, values: list[str]) -> str:
+    for value in values:
+        for form in _spellings(value):
+            text = text.replace(form, MASK)
+    return text
+
+
+def _mask_json(data: Any, values: list[str]) -> Any:
+    return json.loads(_mask_text(json.dumps(data), values)) if values else data
+
+
+def redact(profile: dict[str, Any], texts: dict[str, str], bundle: dict[str, str], manifest: dict[str, Any]) -> tuple[list[str], dict[str, Any], dict[str, str], dict[str, str], dict[str, Any]]:
+    """(masked keys, profile, texts, bundle files, manifest) with every secret-looking value masked."""
+    secrets = secret_values(profile)
+    if not secrets:
+        return [], profile, texts, bundle, manifest
+    values = list(secrets.values())
+    masked_profile = json.loads(json.dumps(profile))
+    for dotted in secrets:
+        section, table, key = dotted.split(".", 2)
+        masked_profile[section][table][key] = MASK
+    masked_profile = _mask_json(masked_profile, values)
+    return (
+        sorted(secrets),
+        masked_profile,
+        {k: _mask_text(v, values) for k, v in texts.items()},
+        {k: _mask_text(v, values) for k, v in bundle.items()},
+        _mask_json(manifest, values),
+    )
