@@ -54,11 +54,14 @@ class LoadedProfile:
 
     def override_notes(self) -> list[str]:
         """One line per KIT_* override in force: `gpu.type = T4 (from KIT_GPU__TYPE)`."""
+        from kit.secrets import mask_value
+
         out = []
         for key, var in sorted(self.overrides.items()):
             value: Any = self.profile.model_dump(mode="json", by_alias=True)
             for part in key.split("."):
                 value = value.get(part) if isinstance(value, dict) else None
+            value = mask_value(key, value)  # a secret set through the environment is never echoed
             out.append(f"{key} = {json.dumps(value) if not isinstance(value, str) else value} (from {var})")
         return out
 

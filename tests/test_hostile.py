@@ -206,7 +206,7 @@ def test_a_secret_in_image_env_warns_at_check_and_is_masked_by_diff(tree):
     assert not any("TOKENIZERS" in k[0] for _, k in found)  # a name that merely contains TOKEN
     assert SECRET not in check.out + check.err
     for fmt in ("text", "markdown", "json"):
-        result = run_kit("diff", "profiles/a.toml", "profiles/b.toml", "--rendered", "--format", fmt, cwd=root)
+        result = run_kit("diff", "profiles/a.toml", "profiles/b.toml", "--rendered", "--format", fmt, "--detailed-exitcode", cwd=root)
         text = clean(result)
         assert result.code == 2 and "image.env.HF_TOKEN" in text, text
         assert SECRET not in text and "letmein-please" not in text and "hf_old" not in text

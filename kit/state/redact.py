@@ -1,7 +1,7 @@
 """Secret-looking values of a profile (image.env, engine.args) kept out of what the history stores.
 
-A value is secret-looking when its key names a credential (TOKEN, SECRET, PASSWORD, API_KEY, ...) or
-the value has the shape of a known token (hf_..., sk-..., ghp_..., AKIA...). Every stored copy of
+What is secret-looking is kit.secrets' one definition (the [[secret]] rows of
+kit/data/rules/secrets.toml), the same that `kit check` warns about and every output masks. Every stored copy of
 such a value (the resolved profile, the profile's files, the rendered bundle, the manifest) holds
 `MASK` instead, and the revision lists the keys it masked: its stored bundle cannot be redeployed as
 it is, and kit says so rather than deploy a masked value. Secrets belong in Modal secrets
@@ -11,23 +11,22 @@ it is, and kit says so rather than deploy a masked value. Secrets belong in Moda
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 MASK = "***masked***"
-SECRET_KEY = re.compile(r"(TOKEN|SECRET|PASSW(OR)?D|PASSPHRASE|API[_-]?KEY|ACCESS[_-]?KEY|PRIVATE[_-]?KEY|CREDENTIAL|AUTH)", re.IGNORECASE)
-SECRET_VALUE = re.compile(r"^(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|AKIA[0-9A-Z]{16}|xox[abpr]-[A-Za-z0-9-]{10,}|ak-[A-Za-z0-9]{10,}|as-[A-Za-z0-9]{10,})\Z")
 MIN_LENGTH = 4  # shorter values ("1", "on") are masked in the profile but not hunted through texts
 
 
 def secret_values(profile: dict[str, Any]) -> dict[str, str]:
-    """dotted key -> value, for each secret-looking value of image.env and engine.args."""
+    """dotted key -> value, for each value of image.env and engine.args that kit.secrets calls secret-looking."""
+    from kit.secrets import find
+
     found: dict[str, str] = {}
-    for section, table in (("image", "env"), ("engine", "args")):
-        values = ((profile.get(section) or {}).get(table)) or {}
-        for key, value in values.items():
-            if isinstance(value, str) and value and (SECRET_KEY.search(key) or SECRET_VALUE.match(value)):
-                found[f"{section}.{table}.{key}"] = value
+    for secret in find(profile):
+        section, table, key = secret.key.split(".", 2)
+        value = profile[section][table][key]
+        if isinstance(value, str):
+            found[secret.key] = value
     return found
 
 
