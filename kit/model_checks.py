@@ -58,6 +58,11 @@ def _source(release: Any, fact: str) -> str:
         return f"{getattr(release, 'engine', '')}=={getattr(release, 'version', '')}"
 
 
+# vLLM registry tables (vllm/model_executor/models/registry.py) whose models generate text; the others
+# (embedding, classification, late interaction, reward, speculative drafts) are pooling or helper models.
+GENERATIVE_KINDS = frozenset({"text_generation", "multimodal", "transformers_backend", "transformers_supported", "oot_supported"})
+
+
 def quant_method_name(method: str, detail: str) -> str:
     """The engine's name for a checkpoint's quantization (vLLM get_name): ModelOpt NVFP4 is modelopt_fp4."""
     if method == "modelopt" and "FP4" in detail.upper():
@@ -107,6 +112,10 @@ class ModelChecks:
         if archs:
             if arch not in archs:
                 self.emit("model-not-in-registry", architecture=arch, package=pkg, version=str(version), source=_source(release, "architectures"))
+                return
+            kinds = tuple(getattr(release, "architecture_kinds", {}).get(arch, ()))
+            if kinds and not set(kinds) & GENERATIVE_KINDS:
+                self.emit("model-kind-not-generative", architecture=arch, package=pkg, version=str(version), kinds=", ".join(kinds), source=_source(release, "architectures"))
             return
         if self.model.min_vllm and self.p.engine.name == "vllm":
             vllm = self.c.facts.packages.get("vllm")
@@ -161,6 +170,10 @@ class ModelChecks:
         caps = catalog.capabilities()
         native = Version(str(caps["fp8_w8a8"]["min_compute_capability"]))
         marlin = Version(str(caps["fp8_marlin_weight_only"]["min_compute_capability"]))
+        if self.p.engine.name == "vllm":  # the pinned release's own Fp8Config.get_min_capability, when recorded
+            recorded = (getattr(engine_release("vllm", self.p.version("vllm")), "quant_min_capability", None) or {}).get("fp8")
+            if recorded is not None:
+                marlin = Version(f"{int(recorded) // 10}.{int(recorded) % 10}")
         block = caps["fp8_block_marlin"]
         cc = self.gpu.compute_capability
         if cc >= native:

@@ -264,3 +264,25 @@ def test_quantization_against_the_releases_minimum_capability(tree, monkeypatch)
     monkeypatch.setattr(model_checks, "engine_release", lambda engine, version: None)  # no store: kit does not know
     unknown = check(locked(tree, profile("openai/gpt-oss-20b", "T4", dtype="float16"), "openai/gpt-oss-20b"))
     assert [f.severity for f in unknown.findings if f.rule == "quantization-capability-unknown"] == ["info"]
+
+
+def test_the_real_store_knows_vllm_0_9_2_predates_gpt_oss_and_serves_qwen3(tree):
+    """kit.knowledge.engines as merged: vllm 0.9.2's registry, read from its sdist."""
+    oss = check(locked(tree, profile("openai/gpt-oss-20b", "H100"), "openai/gpt-oss-20b"))
+    f = next(f for f in oss.findings if f.rule == "model-not-in-registry")
+    assert f.severity == "error" and "vllm-0.9.2.tar.gz" in f.why and "registry.py" in f.why
+    qwen3 = check(locked(tree, profile("Qwen/Qwen3-8B", "H100"), "Qwen/Qwen3-8B"))
+    assert not {"model-not-in-registry", "model-registry-unknown", "model-kind-not-generative"} & {f.rule for f in qwen3.findings}
+    # the same gpt-oss checkpoint with vllm 0.11.0, which registers it: no registry finding
+    newer = profile("openai/gpt-oss-20b", "H100").replace('vllm = "0.9.2"\ntransformers = "4.53.0"\nxgrammar = "0.1.19"\n', 'vllm = "0.11.0"\n')
+    assert "model-not-in-registry" not in {f.rule for f in check(locked(tree, newer, "openai/gpt-oss-20b")).findings}
+
+
+def test_a_pooling_only_architecture_is_not_served_for_generation(tree, monkeypatch):
+    from kit import model_checks
+
+    release = _Release({"Qwen3ForCausalLM"}, {})
+    release.architecture_kinds = {"Qwen3ForCausalLM": ("embedding",)}
+    monkeypatch.setattr(model_checks, "engine_release", lambda engine, version: release)
+    report = check(locked(tree, profile("Qwen/Qwen3-8B", "H100"), "Qwen/Qwen3-8B"))
+    assert "model-kind-not-generative" in errors(report)
