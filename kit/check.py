@@ -19,12 +19,11 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from kit import catalog
-from kit.catalog import GIB
 from kit.errors import ProfileError
 from kit.knowledge import query as knowledge
 from kit.load import LoadedProfile
 from kit.image_checks import image_findings
-from kit.memory import memory_fit
+from kit.model_checks import ModelChecks
 from kit.rules import Facts, Finding, all_rules, evaluate, fill, rules_by_id
 
 _REQ_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -196,14 +195,6 @@ def _apply_allows(loaded: LoadedProfile, findings: list[Finding]) -> None:
             )
 
 
-def _round_down(n: float) -> int:
-    """A friendly bound: two significant figures, rounded down (42,052 -> 42,000)."""
-    if n < 100:
-        return max(int(n), 0)
-    digits = len(str(int(n))) - 2
-    return int(n // 10**digits * 10**digits)
-
-
 class _Computed:
     """The rules declared `computed = true` in data/rules/computed.toml."""
 
@@ -214,7 +205,6 @@ class _Computed:
         self.facts = facts
         self.rules = rules_by_id()
         self.gpu = catalog.gpus().find(self.p.gpu.type)
-        self.model = catalog.find_model(self.p.model.id)
         self.out: list[Finding] = []
 
     def emit(self, rule_id: str, keys: list[str] | None = None, **values: Any) -> None:
@@ -240,10 +230,7 @@ class _Computed:
         self.pin_versions()
         self.built_from_source()
         self.gpu_count()
-        self.tensor_parallel()
-        self.dtype()
-        self.quantization()
-        self.memory()
+        ModelChecks(self).run()
         self.secrets()
         return self.out
 
@@ -380,100 +367,6 @@ class _Computed:
     def gpu_count(self) -> None:
         if self.gpu and self.p.gpu.count > self.gpu.max_count:
             self.emit("gpu-count-exceeds-modal", count=self.p.gpu.count, max_count=self.gpu.max_count)
-
-    def _arch(self) -> Any:
-        return self.p.model.architecture or self.model
-
-    def tensor_parallel(self) -> None:
-        tp = self.p.tensor_parallel_size
-        if tp > self.p.gpu.count:
-            self.emit("tp-exceeds-gpus", tp=tp, count=self.p.gpu.count)
-        arch = self._arch()
-        if arch and arch.num_attention_heads % tp:
-            self.emit("tp-heads-indivisible", tp=tp, heads=arch.num_attention_heads)
-
-    def dtype(self) -> None:
-        if not self.gpu:
-            return
-        cap = catalog.capabilities().get("bf16", {})
-        min_cc = Version(str(cap.get("min_compute_capability", "8.0")))
-        native = self.model.torch_dtype if self.model else ""
-        uses_bf16 = self.p.model.dtype == "bfloat16" or (self.p.model.dtype == "auto" and native == "bfloat16")
-        if uses_bf16 and self.gpu.compute_capability < min_cc:
-            self.emit("gpu-bf16-unsupported", cc=str(self.gpu.compute_capability), min_cc=str(min_cc))
-
-    def quantization(self) -> None:
-        if not self.gpu:
-            return
-        quant = (self.p.model.quantization or (self.model.quantization if self.model else "") or "").lower()
-        if quant != "fp8":
-            return
-        caps = catalog.capabilities()
-        native = Version(str(caps["fp8_w8a8"]["min_compute_capability"]))
-        marlin = Version(str(caps["fp8_marlin_weight_only"]["min_compute_capability"]))
-        block = caps["fp8_block_marlin"]
-        cc = self.gpu.compute_capability
-        if cc >= native:
-            return
-        if cc < marlin:
-            self.emit("gpu-fp8-unsupported", cc=str(cc), min_cc=str(marlin))
-            return
-        vllm = self.facts.packages.get("vllm")
-        min_vllm = Version(str(block["min_vllm"]))
-        is_block = bool(self.model and self.model.fp8_block)
-        if self.p.engine.name == "vllm" and is_block and vllm is not None and vllm < min_vllm:
-            self.emit("gpu-fp8-marlin-too-old", cc=str(cc), min_vllm=str(min_vllm))
-        else:
-            self.emit("gpu-fp8-weight-only", cc=str(cc), native_cc=str(native))
-
-    def memory(self) -> None:
-        arch = self._arch()
-        if arch is None:
-            self.emit("model-unknown", model=self.p.model.id)
-            return
-        if self.model and self.model.min_vllm and self.p.engine.name == "vllm":
-            vllm = self.facts.packages.get("vllm")
-            if vllm is not None and vllm < Version(self.model.min_vllm):
-                self.emit("model-needs-newer-vllm", architecture=self.model.architecture, min_vllm=self.model.min_vllm)
-        fit = memory_fit(self.loaded)
-        if fit is None:
-            return
-        gpus = f"{self.p.gpu.count}x {fit.gpu.name}" if self.p.gpu.count > 1 else fit.gpu.name
-        values = dict(
-            weights_gib=f"{fit.weights / GIB:.1f}",
-            gpus=gpus,
-            budget_gib=f"{fit.budget / GIB:.1f}",
-            util=f"{fit.util:.2f}",
-            overhead_gib=f"{fit.overhead / GIB:.1f}",
-        )
-        if not fit.weights_fit:
-            self.emit("gpu-memory-weights", **values)
-            return
-        if not fit.kv_fits:
-            values["bigger"] = self._bigger_gpu()
-            self.emit(
-                "gpu-memory-kv-cache",
-                keys=["model.max_model_len", "gpu.type"],
-                kv_gib=f"{fit.kv_needed / GIB:.1f}",
-                tokens=f"{fit.max_len}",
-                per_token_kib=f"{fit.per_token / 1024:.0f}",
-                fits=f"{_round_down(fit.max_tokens)}",
-                **values,
-            )
-        if fit.max_len > arch.max_position_embeddings:
-            self.emit("model-len-exceeds-context", tokens=str(fit.max_len), context=str(arch.max_position_embeddings))
-
-    def _bigger_gpu(self) -> str:
-        """The cheapest GPU type (same count) on which weights and one full-length sequence fit."""
-        fitting = []
-        for g in catalog.gpus().entries:
-            fit = memory_fit(self.loaded, g) if self.p.gpu.count <= g.max_count else None
-            if fit is not None and fit.weights_fit and fit.kv_fits:
-                fitting.append(g)
-        if not fitting:
-            return "a larger tensor-parallel setup (gpu.count)"
-        best = min(fitting, key=lambda g: g.price_per_hour_usd)
-        return f"use {best.name} (${best.price_per_hour_usd:.2f}/h)"
 
 
 def rule_ids() -> list[str]:

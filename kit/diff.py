@@ -328,6 +328,10 @@ def _lock_changes(out: ProfileDiff, old: LoadedProfile | None, new: LoadedProfil
     old_pkgs = {k: str(v) for k, v in {**a.provided, **a.packages}.items() if k not in pinned}  # provided: the base image holds it
     new_pkgs = {k: str(v) for k, v in {**b.provided, **b.packages}.items() if k not in pinned}
     out.locked = _package_changes(old_pkgs, new_pkgs)
+    # What `kit lock` read from the model's own files (commit, weight bytes, layers, KV heads, ...).
+    for key in sorted(set(a.model) | set(b.model)):
+        if a.model.get(key) != b.model.get(key) and key != "note":
+            out.settings.append(ValueChange(f"lock model {key.removeprefix('facts.')}", a.model.get(key), b.model.get(key)))
     if a.text != b.text and not out.locked and not out.packages:
         out.notes.append("lockfile text changed, but no package version moved (hashes or header)")
         out.files.append(out.path.removesuffix(".toml") + ".lock")

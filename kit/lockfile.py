@@ -25,6 +25,8 @@ from kit.errors import LockStale, ProfileError
 from kit.load import LoadedProfile
 
 HEADER = "# kit-lock: "
+# The model section: what `kit lock` read from the model's own files (kit/hub.py), `key = value` lines.
+MODEL_HEADER = "# kit-model: "
 # Bump when the lock's layout or kit's way of resolving changes: every lock becomes stale.
 FORMAT = "1"
 # Wheels first: an sdist is built while the image builds. resolve.py adds `--no-binary NAME` for a
@@ -45,6 +47,7 @@ class Lock:
     via: dict[str, list[str]] = field(default_factory=dict)
     text: str = ""
     provided: dict[str, Version] = field(default_factory=dict)  # engine from the image: what the image holds (not installed)
+    model: dict[str, str] = field(default_factory=dict)  # the `# kit-model:` section (empty: none recorded)
 
     @property
     def body(self) -> str:
@@ -206,6 +209,7 @@ def parse_text(text: str, path: Path) -> Lock:
     packages: dict[str, Version] = {}
     via: dict[str, list[str]] = {}
     provided: dict[str, Version] = {}
+    model: dict[str, str] = {}
     current: str | None = None
     for n, line in enumerate(text.splitlines(), 1):
         if line.startswith(PROVIDED):
@@ -213,6 +217,11 @@ def parse_text(text: str, path: Path) -> Lock:
             if m:
                 provided[canonicalize_name(m.group(1))] = Version(m.group(2))
             current = None
+            continue
+        if line.startswith(MODEL_HEADER):
+            key, _, value = line[len(MODEL_HEADER) :].partition(" = ")
+            key = key.strip()
+            model[key] = f"{model[key]}\n{value.strip()}" if key in model else value.strip()
             continue
         if line.startswith(HEADER):
             key, _, value = line[len(HEADER) :].partition(" = ")
@@ -235,7 +244,7 @@ def parse_text(text: str, path: Path) -> Lock:
             via.setdefault(current, []).append(stripped[1:].strip())
     if "profile-hash" not in header:
         raise ProfileError("not a kit lockfile (no `# kit-lock: profile-hash` header)", file=str(path), fix="regenerate it with `kit lock`")
-    return Lock(path=path, header=header, packages=packages, via=via, text=text, provided=provided)
+    return Lock(path=path, header=header, packages=packages, via=via, text=text, provided=provided, model=model)
 
 
 @dataclass
@@ -300,6 +309,27 @@ def closure_note(loaded: LoadedProfile) -> str | None:
     if st.state == "stale":
         return f"closure not checked: {loaded.rel(st.path)} is stale ({st.reason}), so only the pinned packages were checked (run `kit lock`)"
     return None
+
+
+def model_section(loaded: LoadedProfile) -> tuple[dict[str, str], str | None]:
+    """The lock's model section when it was read for this profile's model.id and model.revision
+    (whether or not the package closure is fresh: the two are independent), else ({}, why not)."""
+    st = status(loaded)
+    if st.lock is None or not st.lock.model:
+        return {}, None if st.lock is None else f"{loaded.rel(st.path)} records no model facts (run `kit lock`)"
+    section = st.lock.model
+    m = loaded.profile.model
+    asked = m.revision or "main"
+    if section.get("id") != m.id or section.get("revision") != asked:
+        was = f"{section.get('id')}@{section.get('revision')}"
+        return {}, f"the model facts in {loaded.rel(st.path)} are for {was}, not {m.id}@{asked} (run `kit lock`)"
+    return section, None
+
+
+def model_commit(loaded: LoadedProfile) -> str | None:
+    """The commit the lock resolved model.revision to, when the lock is for this model."""
+    section, _ = model_section(loaded)
+    return section.get("commit")
 
 
 def requirements_for_image(loaded: LoadedProfile) -> str | None:

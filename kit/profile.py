@@ -19,6 +19,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 # Every pattern is matched with fullmatch: `$` would let a trailing newline through.
 _APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _HF_REVISION = re.compile(r"[0-9a-f]{40}")
+# A branch or tag name (`kit lock` resolves it to a commit): git ref characters, no "..", no leading or trailing "/".
+_HF_REF = re.compile(r"(?!.*\.\.)(?!/)[A-Za-z0-9._/-]{1,200}(?<!/)")
 _PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # Limits Modal states or enforces (modal 1.6.4); tests/test_hostile.py cites each one too.
 MODAL_MAX_TIMEOUT_S = 86_400  # https://modal.com/docs/guide/timeouts: "between 1 second and 24 hours"
@@ -89,26 +91,51 @@ class App(Section):
 
 
 class Architecture(Section):
-    """Architecture numbers for a model kit's catalog does not know, so memory fit can still be checked."""
+    """A model's facts stated by hand, for a private model or one `kit lock` cannot read: the numbers of its config.json and safetensors index.
 
-    num_hidden_layers: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0)
-    num_key_value_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
-    max_position_embeddings: int = Field(gt=0)
+    Without this table, `kit lock` reads the model's config.json (the text config of a multimodal model),
+    its safetensors index or file sizes, tokenizer_config.json and hf_quant_config.json through
+    huggingface_hub (HF_ENDPOINT, HF_HUB_OFFLINE, HF_HOME and HF_TOKEN apply as they do for vLLM),
+    resolves model.revision to a commit, and records the files' sha256 and what it derives from them
+    in the lock's `# kit-model:` lines; `kit check` reads them from there, offline. With this table,
+    `kit lock` does not read the model at all and `kit check` uses these numbers. Example, a private
+    Llama-3.1-8B fine-tune: `num_hidden_layers = 32`, `num_attention_heads = 32`,
+    `num_key_value_heads = 8`, `head_dim = 128`, `max_position_embeddings = 131072`,
+    `weight_bytes = 16060522496`, `architecture = "LlamaForCausalLM"`.
+    """
+
+    num_hidden_layers: int = Field(gt=0, description="config.json `num_hidden_layers`.")
+    num_attention_heads: int = Field(gt=0, description="config.json `num_attention_heads`.")
+    num_key_value_heads: int = Field(gt=0, description="config.json `num_key_value_heads` (the attention heads when absent).")
+    head_dim: int = Field(gt=0, description="config.json `head_dim`, or hidden_size / num_attention_heads.")
+    max_position_embeddings: int = Field(gt=0, description="The longest context the model accepts (with its rope scaling).")
     weight_bytes: int = Field(gt=0, description="Total bytes of the checkpoint's weights (safetensors total_size).")
+    architecture: str | None = Field(None, description="The config's `architectures[0]`, e.g. `LlamaForCausalLM`: checked against the engine's model registry.")
+    torch_dtype: str = Field("bfloat16", description="The checkpoint's dtype (config `torch_dtype`).")
+    quantization: str | None = Field(None, description="The checkpoint's `quantization_config.quant_method` (e.g. `fp8`, `awq`).")
+    kv_lora_rank: int | None = Field(None, gt=0, description="MLA models (DeepSeek-V2/V3): the KV latent size; the KV cache holds kv_lora_rank + qk_rope_head_dim per token and layer.")
+    qk_rope_head_dim: int | None = Field(None, gt=0, description="MLA models: the rope part of the key kept beside the latent.")
+    attention_layers: int | None = Field(None, gt=0, description="Hybrid models: the layers with attention (the others are state-space or linear and keep no per-token KV).")
+    sliding_window: int | None = Field(None, gt=0, description="Tokens a sliding-window layer keeps.")
+    sliding_window_layers: int | None = Field(None, ge=0, description="How many of the attention layers use the sliding window.")
 
 
 class Model(Section):
     """The model to serve."""
 
     id: str = Field(description="Hugging Face repository id, e.g. `Qwen/Qwen2.5-Coder-7B-Instruct`.")
-    revision: str | None = Field(None, description="Hugging Face commit (40 hex characters) the deployment pins.")
+    revision: str | None = Field(
+        None,
+        description="Hugging Face commit (40 hex characters), branch or tag; default `main`. `kit lock` resolves a branch or tag "
+        "to its commit and records both; the rendered app pins the commit.",
+    )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="Activation and weight dtype.")
     max_model_len: int | None = Field(None, gt=0, description="Maximum context length (prompt + output) in tokens; default: the model's own.")
     quantization: str | None = Field(None, description="Quantization method passed to the engine (e.g. `fp8`, `awq`); default: the checkpoint's own.")
     hf_secret: str | None = Field(None, description="Name of a Modal secret holding `HF_TOKEN`, for gated models.")
-    architecture: Architecture | None = Field(None, description="Architecture numbers, for a model kit's catalog does not know.")
+    architecture: Architecture | None = Field(
+        None, description="The model's facts by hand, for a model `kit lock` cannot read from the Hub (see below); otherwise they come from its config.json."
+    )
 
     @field_validator("id")
     @classmethod
@@ -120,8 +147,8 @@ class Model(Section):
     @field_validator("revision")
     @classmethod
     def _revision(cls, v: str | None) -> str | None:
-        if v is not None and not _HF_REVISION.fullmatch(v):
-            raise ValueError("must be a full 40-character Hugging Face commit hash (a branch name can move)")
+        if v is not None and not (_HF_REVISION.fullmatch(v) or _HF_REF.fullmatch(v)):
+            raise ValueError("must be a 40-character commit hash, or a branch or tag name that `kit lock` resolves to one")
         return v
 
 

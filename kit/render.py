@@ -294,6 +294,13 @@ def requirements(loaded: LoadedProfile) -> Requirements:
 # -- the context the templates see ---------------------------------------------------------------
 
 
+def model_revision(loaded: LoadedProfile) -> str | None:
+    """The commit `kit lock` resolved model.revision to (a branch or tag can move), else model.revision."""
+    from kit import lockfile
+
+    return lockfile.model_commit(loaded) or loaded.profile.model.revision
+
+
 def _engine_kwargs(loaded: LoadedProfile, api: dict[str, Any], attention: dict[str, Any] | None) -> dict[str, Any]:
     """Keyword arguments of the engine constructor: vllm.LLM(**kw) or sglang.Engine(**kw).
 
@@ -304,11 +311,12 @@ def _engine_kwargs(loaded: LoadedProfile, api: dict[str, Any], attention: dict[s
     m, e = p.model, p.engine
     so = structured_output_choice(loaded)
     backend = so.backend
+    revision = model_revision(loaded)
     if p.engine.name == "vllm":
         kw: dict[str, Any] = {"model": m.id}
-        if m.revision:
-            kw["revision"] = m.revision
-            kw["tokenizer_revision"] = m.revision
+        if revision:
+            kw["revision"] = revision
+            kw["tokenizer_revision"] = revision
         kw["dtype"] = m.dtype
         if m.max_model_len:
             kw["max_model_len"] = m.max_model_len
@@ -321,8 +329,8 @@ def _engine_kwargs(loaded: LoadedProfile, api: dict[str, Any], attention: dict[s
             kw["kv_cache_dtype"] = e.kv_cache_dtype
     else:
         kw = {"model_path": m.id}
-        if m.revision:
-            kw["revision"] = m.revision
+        if revision:
+            kw["revision"] = revision
         kw["dtype"] = m.dtype
         if m.max_model_len:
             kw["context_length"] = m.max_model_len
@@ -421,11 +429,11 @@ def _image(loaded: LoadedProfile, reqs: Requirements, attention: dict[str, Any] 
 
 def _max_len(loaded: LoadedProfile) -> int | None:
     """The context length the engine runs with: a request's max_tokens cannot exceed it."""
-    from kit.catalog import find_model
+    from kit.memory import model_facts
 
     p = loaded.profile
-    arch = p.model.architecture or find_model(p.model.id)
-    return p.model.max_model_len or (arch.max_position_embeddings if arch else None)
+    view, _ = model_facts(loaded)
+    return p.model.max_model_len or (view.facts.max_position_embeddings if view else None)
 
 
 def _context(loaded: LoadedProfile, api: dict[str, Any], attention: dict[str, Any] | None, reqs: Requirements, has_schema: bool) -> dict[str, Any]:
@@ -443,7 +451,7 @@ def _context(loaded: LoadedProfile, api: dict[str, Any], attention: dict[str, An
         "app_name": p.app.name,
         "profile_name": p.name,
         "model_id": p.model.id,
-        "revision": p.model.revision,
+        "revision": model_revision(loaded),
         "hf_secret": p.model.hf_secret,
         "gpu": _gpu(loaded),
         "image": _image(loaded, reqs, attention),

@@ -132,6 +132,8 @@ def lock_profile(loaded: LoadedProfile, *, upgrade: Sequence[str] = (), upgrade_
             old = None  # unreadable: resolve from scratch, replace it
     pins = dict(loaded.profile.packages)
     notes: list[str] = []
+    # The model's facts first: a gated or missing model fails fast, before the slow resolve.
+    model_lines = _model_lines(loaded, old, notes)
     wanted = [canonicalize_name(n) for n in upgrade]
     for name in wanted:
         if name in pins:
@@ -179,7 +181,7 @@ def lock_profile(loaded: LoadedProfile, *, upgrade: Sequence[str] = (), upgrade_
     if provided:
         body += "\n# The base image holds these (resolved as its engine requires them; `kit check` reads them, the image does not install them):\n"
         body += "".join(f"{lockfile.PROVIDED}{n}=={v}\n" for n, v in sorted(provided.items()))
-    text = render(loaded, inputs, body, index_urls, sdists, sdist_kinds)
+    text = render(loaded, inputs, body, index_urls, sdists, sdist_kinds, model_lines)
     new = lockfile.parse_text(text, path)
     for name in wanted:
         if name not in new.packages and name not in pins:
@@ -342,7 +344,39 @@ def _split_index_lines(raw: str) -> tuple[str, list[str]]:
     return "\n".join(lines) + "\n", urls
 
 
-def render(loaded: LoadedProfile, inputs: lockfile.Inputs, body: str, index_urls: list[str], sdists: list[str], sdist_kinds: list[str] = ()) -> str:
+def _model_lines(loaded: LoadedProfile, old: lockfile.Lock | None, notes: list[str]) -> list[tuple[str, str]]:
+    """The lock's model section: read from the model's files (kit/hub.py), unless the profile states
+    the facts itself. When neither the Hub nor the cache can answer, the previous lock's section is kept
+    if it was for the same model and revision, else the lock records none (kit check says so)."""
+    m = loaded.profile.model
+    if m.architecture is not None:
+        notes.append(f"model facts are stated in the profile ([model.architecture]); {m.id} was not read from the Hub")
+        return []
+    from kit.hub import HubUnreachable, read_model
+
+    try:
+        record = read_model(m.id, m.revision, file=loaded.file_of("model.id"), hf_secret=m.hf_secret)
+    except HubUnreachable as exc:
+        asked = m.revision or "main"
+        if old is not None and old.model.get("id") == m.id and old.model.get("revision") == asked:
+            notes.append(f"model facts kept from the previous lock: {exc.message}")
+            return [(k, v) for k, vs in old.model.items() for v in vs.split("\n")]
+        notes.append(f"no model facts recorded: {exc.message}")
+        return []
+    moved = "" if record.commit == record.revision else f" -> {record.commit}"
+    notes.append(f"model {record.id}@{record.revision}{moved}: {', '.join(sorted(record.files))} read")
+    return record.lock_lines()
+
+
+def render(
+    loaded: LoadedProfile,
+    inputs: lockfile.Inputs,
+    body: str,
+    index_urls: list[str],
+    sdists: list[str],
+    sdist_kinds: Sequence[str] = (),
+    model_lines: Sequence[tuple[str, str]] = (),
+) -> str:
     """Header + body. No timestamps, nothing that varies between two runs on the same index."""
     platform = inputs.platform
     if inputs.platform_assumed:
@@ -367,6 +401,7 @@ def render(loaded: LoadedProfile, inputs: lockfile.Inputs, body: str, index_urls
         if inputs.constraints:
             fields.insert(5, ("constraints", " ".join(inputs.constraints)))
     head = [f"{lockfile.HEADER}{k} = {v}" for k, v in fields]
+    head += [f"{lockfile.MODEL_HEADER}{k} = {v}" for k, v in model_lines]
     head += [
         "#",
         f"# The whole dependency closure of {loaded.display}, resolved by uv. Do not edit: `kit lock` rewrites it,",
@@ -388,6 +423,10 @@ def _changes(old: lockfile.Lock, new: lockfile.Lock) -> list[str]:
             out.append(f"- {name} {a}")
         else:
             out.append(f"{name} {a} -> {b}")
+    for key in sorted(set(old.model) | set(new.model)):
+        a, b = old.model.get(key), new.model.get(key)
+        if a != b and not key.startswith("note"):
+            out.append(f"model {key}: {a if a is not None else '(none)'} -> {b if b is not None else '(none)'}")
     return out
 
 
