@@ -19,6 +19,8 @@ CASES = {
     # left above this is kit's own.
     "import pydantic+typer (floor)": [sys.executable, "-c", "from pydantic import BaseModel; import typer, typer._adapters"],
     "kit check, one profile": [sys.executable, "-m", "kit", "check", "profiles/qwen25-a10g-flashinfer.toml"],
+    # A lock that holds model facts read by `kit lock` (from the test Hub: benchmarks/results-model-facts.md).
+    "kit check, one profile, model facts in its lock": [sys.executable, "-m", "kit", "check", "benchmarks/model-facts/qwen3-8b-40k.toml"],
     "kit check, whole library": [sys.executable, "-m", "kit", "check"],
 }
 

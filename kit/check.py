@@ -20,11 +20,11 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from kit import catalog
-from kit.catalog import GIB
 from kit.errors import ProfileError
 from kit.knowledge import query as knowledge
 from kit.load import LoadedProfile
-from kit.memory import memory_fit
+from kit.image_checks import image_findings
+from kit.model_checks import ModelChecks
 from kit.rules import Facts, Finding, all_rules, evaluate, fill, rules_by_id
 
 _REQ_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -51,6 +51,7 @@ class Closure:
     packages: dict[str, Version]
     via: dict[str, str] = field(default_factory=dict)
     build_from_source: list[str] = field(default_factory=list)  # "name==version" the image builds from an sdist
+    sdist_kinds: dict[str, str] = field(default_factory=dict)  # "name==version" -> "pure-python" | "compiles(gcc,nvcc)"
 
 
 @dataclass
@@ -83,26 +84,12 @@ class Report:
         }
 
 
-@cache
-def _images() -> dict[str, list[dict[str, Any]]]:
-    data = catalog.data_file("images.toml")
-    return {"image": data.get("image", []), "glibc": data.get("glibc", [])}
+def image_facts(base: str, builder_version: str | None = None) -> dict[str, Any]:
+    """nvcc / slim / glibc / known of a base image (kit.image_facts has them all)."""
+    from kit.image_facts import image_facts as facts
 
-
-def image_facts(base: str) -> dict[str, Any]:
-    """nvcc / slim / glibc of a base image, from data/images.toml."""
-    facts: dict[str, Any] = {"nvcc": False, "slim": False, "glibc": None, "known": False}
-    for row in _images()["image"]:
-        if fnmatch.fnmatch(base, row["match"]):
-            facts.update(nvcc=row.get("nvcc", False), slim=row.get("slim", False), known=True)
-            if row.get("glibc"):
-                facts["glibc"] = Version(row["glibc"])
-            break
-    for row in _images()["glibc"]:
-        if fnmatch.fnmatch(base, row["match"]):
-            facts["glibc"] = Version(row["glibc"])
-            break
-    return facts
+    f = facts(base, builder_version)
+    return {"nvcc": f.nvcc, "slim": f.slim, "glibc": f.glibc, "known": f.known}
 
 
 def _uses_fields(value: Any, out: set[str]) -> None:
@@ -119,9 +106,16 @@ def _uses_fields(value: Any, out: set[str]) -> None:
 def facts_for(loaded: LoadedProfile, closure: Closure | None = None) -> Facts:
     p = loaded.profile
     pins = {name: Version(v) for name, v in p.packages.items()}
+    from kit.image_facts import image_facts as facts_of, is_release
+
+    img = facts_of(p.image.base, p.image.builder_version)
     packages = dict(closure.packages) if closure else {}
+    if p.engine_from_image:  # what images.toml records the engine image holds beats the lock's reading of it
+        packages.update({n: Version(v) for n, v in img.packages.items()})
     packages.update(pins)
-    img = image_facts(p.image.base)
+    engine_pkg = ENGINE_PACKAGE[p.engine.name]
+    if engine_pkg in packages and not is_release(packages[engine_pkg]):
+        del packages[engine_pkg]  # no release's rules apply to a dev build (rule engine-build-not-a-release)
     gpu = catalog.gpus().find(p.gpu.type)
     used: set[str] = set()
     _uses_fields(p.engine.args, used)
@@ -131,19 +125,26 @@ def facts_for(loaded: LoadedProfile, closure: Closure | None = None) -> Facts:
         pinned=frozenset(pins),
         via=dict(closure.via) if closure else {},
         closure_checked=closure is not None,
-        image_nvcc=img["nvcc"],
-        image_slim=img["slim"],
-        image_glibc=img["glibc"],
-        image_known=img["known"],
-        apt=frozenset(p.image.apt_packages),
+        image_nvcc=img.nvcc,  # None (unknown): neither `image_nvcc = true` nor `= false` holds
+        image_slim=img.slim,
+        image_glibc=img.glibc,
+        image_known=img.known,
+        apt=frozenset(p.image.apt_packages) | ({"libnuma1"} if img.libnuma else set()),
         env=dict(p.image.env),
         gpu_cc=gpu.compute_capability if gpu else None,
         serving_mode=p.serving.mode,
         uses_fields=frozenset(used),
-        python=Version(p.image.python),
+        python=Version(_python(p, img)),
         extra_index=bool(p.image.extra_index_urls),
         placeholders={"gpu": gpu.name if gpu else p.gpu.type, "image": p.image.base, "python": p.image.python, "model": p.model.id},
     )
+
+
+def _python(p: Any, img: Any) -> str:
+    """The Python the app runs on: the image's own when the engine comes from it (unless the profile says)."""
+    if p.engine_from_image and img.python and "python" not in p.image.model_fields_set:
+        return img.python
+    return p.image.python
 
 
 def check(loaded: LoadedProfile, closure: Closure | None = None, closure_note: str | None = None) -> Report:
@@ -197,14 +198,6 @@ def _apply_allows(loaded: LoadedProfile, findings: list[Finding]) -> None:
             )
 
 
-def _round_down(n: float) -> int:
-    """A friendly bound: two significant figures, rounded down (42,052 -> 42,000)."""
-    if n < 100:
-        return max(int(n), 0)
-    digits = len(str(int(n))) - 2
-    return int(n // 10**digits * 10**digits)
-
-
 class _Computed:
     """The rules declared `computed = true` in data/rules/computed.toml."""
 
@@ -215,7 +208,6 @@ class _Computed:
         self.facts = facts
         self.rules = rules_by_id()
         self.gpu = catalog.gpus().find(self.p.gpu.type)
-        self.model = catalog.find_model(self.p.model.id)
         self.out: list[Finding] = []
 
     def emit(self, rule_id: str, keys: list[str] | None = None, **values: Any) -> None:
@@ -234,6 +226,7 @@ class _Computed:
 
     def run(self) -> list[Finding]:
         self.engine_package()
+        image_findings(self.loaded, self.closure, self.emit)
         from kit import release_rules
 
         release_rules.run(self)
@@ -243,10 +236,7 @@ class _Computed:
         self.pin_versions()
         self.built_from_source()
         self.gpu_count()
-        self.tensor_parallel()
-        self.dtype()
-        self.quantization()
-        self.memory()
+        ModelChecks(self).run()
         self.secrets()
         return self.out
 
@@ -261,7 +251,7 @@ class _Computed:
 
     def engine_package(self) -> None:
         pkg = ENGINE_PACKAGE[self.p.engine.name]
-        if pkg not in self.p.packages:
+        if pkg not in self.p.packages and not self.p.engine_from_image:
             self.emit("engine-not-pinned", keys=["packages", "engine.name"], package=pkg)
 
     def attention_backend(self) -> None:
@@ -374,7 +364,10 @@ class _Computed:
 
     def built_from_source(self) -> None:
         """Packages the lock takes as sdists (kit/data/sdists.toml): the image builds them."""
+        kinds = self.closure.sdist_kinds if self.closure else {}
         for item in self.closure.build_from_source if self.closure else []:
+            if item in kinds:  # classified by kit.sdist: kit.image_checks reports it
+                continue
             name, _, version = item.partition("==")
             self.emit("lock-builds-from-source", keys=[f"packages.{name}"], package=name, version=version)
 
@@ -383,112 +376,6 @@ class _Computed:
     def gpu_count(self) -> None:
         if self.gpu and self.p.gpu.count > self.gpu.max_count:
             self.emit("gpu-count-exceeds-modal", count=self.p.gpu.count, max_count=self.gpu.max_count)
-
-    def _arch(self) -> Any:
-        return self.p.model.architecture or self.model
-
-    def tensor_parallel(self) -> None:
-        tp = self.p.tensor_parallel_size
-        if tp > self.p.gpu.count:
-            self.emit("tp-exceeds-gpus", tp=tp, count=self.p.gpu.count)
-        arch = self._arch()
-        if arch and arch.num_attention_heads % tp:
-            self.emit("tp-heads-indivisible", tp=tp, heads=arch.num_attention_heads)
-
-    def dtype(self) -> None:
-        if not self.gpu:
-            return
-        cap = catalog.capabilities().get("bf16", {})
-        min_cc = Version(str(cap.get("min_compute_capability", "8.0")))
-        native = self.model.torch_dtype if self.model else ""
-        uses_bf16 = self.p.model.dtype == "bfloat16" or (self.p.model.dtype == "auto" and native == "bfloat16")
-        if uses_bf16 and self.gpu.compute_capability < min_cc:
-            self.emit("gpu-bf16-unsupported", cc=str(self.gpu.compute_capability), min_cc=str(min_cc))
-
-    def quantization(self) -> None:
-        """FP8 weights against the GPU: the least capability is per engine and per release (release_facts)."""
-        if not self.gpu:
-            return
-        quant = (self.p.model.quantization or (self.model.quantization if self.model else "") or "").lower()
-        if quant != "fp8":
-            return
-        from kit import release_facts
-
-        engine = self.p.engine.name
-        version = self.p.version(ENGINE_PACKAGE[engine])
-        cc = self.gpu.compute_capability
-        native = Version(str(catalog.capabilities()["fp8_w8a8"]["min_compute_capability"]))
-        if version is None:
-            return
-        floor = release_facts.fp8_min_capability(engine, version)
-        if floor is not None and cc < floor.value:  # checked first: vLLM 0.4.1's floor (9.0) is above native FP8
-            self.emit("gpu-fp8-unsupported", cc=str(cc), min_cc=str(floor.value), package=engine, version=version, fact=floor.source)
-            return
-        if cc >= native:
-            return
-        if floor is None:
-            self.emit("gpu-fp8-unverified", package=engine, version=version, cc=str(cc))
-            return
-        # Between the release's floor and native FP8: weight-only paths, which block-wise and MoE FP8 lack.
-        block_or_moe = bool(self.model and (getattr(self.model, "fp8_block", False) or getattr(self.model, "num_experts", 0)))
-        if engine == "sglang":
-            if block_or_moe:
-                self.emit("gpu-fp8-sglang-no-marlin", cc=str(cc), native_cc=str(native))
-            return
-        min_vllm = Version(str(catalog.capabilities()["fp8_block_marlin"]["min_vllm"]))
-        if block_or_moe and version < min_vllm:
-            self.emit("gpu-fp8-marlin-too-old", cc=str(cc), min_vllm=str(min_vllm))
-        else:
-            self.emit("gpu-fp8-weight-only", cc=str(cc), native_cc=str(native))
-
-    def memory(self) -> None:
-        arch = self._arch()
-        if arch is None:
-            self.emit("model-unknown", model=self.p.model.id)
-            return
-        if self.model and self.model.min_vllm and self.p.engine.name == "vllm":
-            vllm = self.facts.packages.get("vllm")
-            if vllm is not None and vllm < Version(self.model.min_vllm):
-                self.emit("model-needs-newer-vllm", architecture=self.model.architecture, min_vllm=self.model.min_vllm)
-        fit = memory_fit(self.loaded)
-        if fit is None:
-            return
-        gpus = f"{self.p.gpu.count}x {fit.gpu.name}" if self.p.gpu.count > 1 else fit.gpu.name
-        values = dict(
-            weights_gib=f"{fit.weights / GIB:.1f}",
-            gpus=gpus,
-            budget_gib=f"{fit.budget / GIB:.1f}",
-            util=f"{fit.util:.2f}",
-            overhead_gib=f"{fit.overhead / GIB:.1f}",
-        )
-        if not fit.weights_fit:
-            self.emit("gpu-memory-weights", **values)
-            return
-        if not fit.kv_fits:
-            values["bigger"] = self._bigger_gpu()
-            self.emit(
-                "gpu-memory-kv-cache",
-                keys=["model.max_model_len", "gpu.type"],
-                kv_gib=f"{fit.kv_needed / GIB:.1f}",
-                tokens=f"{fit.max_len}",
-                per_token_kib=f"{fit.per_token / 1024:.0f}",
-                fits=f"{_round_down(fit.max_tokens)}",
-                **values,
-            )
-        if fit.max_len > arch.max_position_embeddings:
-            self.emit("model-len-exceeds-context", tokens=str(fit.max_len), context=str(arch.max_position_embeddings))
-
-    def _bigger_gpu(self) -> str:
-        """The cheapest GPU type (same count) on which weights and one full-length sequence fit."""
-        fitting = []
-        for g in catalog.gpus().entries:
-            fit = memory_fit(self.loaded, g) if self.p.gpu.count <= g.max_count else None
-            if fit is not None and fit.weights_fit and fit.kv_fits:
-                fitting.append(g)
-        if not fitting:
-            return "a larger tensor-parallel setup (gpu.count)"
-        best = min(fitting, key=lambda g: g.price_per_hour_usd)
-        return f"use {best.name} (${best.price_per_hour_usd:.2f}/h)"
 
 
 def rule_ids() -> list[str]:

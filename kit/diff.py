@@ -239,8 +239,8 @@ def diff(old: LoadedProfile | None, new: LoadedProfile | None, *, rendered: bool
             # Compared as they are, shown masked: a secret in image.env or engine.args never reaches the output.
             before, after = mask_value(key, old_flat.get(key)), mask_value(key, new_flat.get(key))
             out.settings.append(ValueChange(key, before, after, _via(new if key in new_flat else old, key)))
-    old_pins = dict(old.profile.packages) if old else {}
-    new_pins = dict(new.profile.packages) if new else {}
+    old_pins = _pins(old) if old else {}
+    new_pins = _pins(new) if new else {}
     out.packages = _package_changes(old_pins, new_pins)
     out.files = _file_changes(old, new)
     _lock_changes(out, old, new, set(old_pins) | set(new_pins))
@@ -277,6 +277,15 @@ def _via(loaded: LoadedProfile | None, key: str) -> str | None:
 def _keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """Keys of both, in the first one's order with the second's new keys after."""
     return list(dict.fromkeys([*a, *b]))
+
+
+def _pins(loaded: LoadedProfile) -> dict[str, str]:
+    """The profile's pins, with the engine version the base image holds when the engine comes from it."""
+    pins = dict(loaded.profile.packages)
+    engine = loaded.profile.engine.name
+    if loaded.profile.engine_from_image and engine not in pins and loaded.profile.version(engine) is not None:
+        pins[engine] = str(loaded.profile.version(engine))
+    return pins
 
 
 def _package_changes(old: dict[str, Any], new: dict[str, Any]) -> list[PackageChange]:
@@ -316,9 +325,13 @@ def _lock_changes(out: ProfileDiff, old: LoadedProfile | None, new: LoadedProfil
             out.notes.append("lockfile added" if a is None else "lockfile removed")
             out.files.append(out.path.removesuffix(".toml") + ".lock")
         return
-    old_pkgs = {k: str(v) for k, v in a.packages.items() if k not in pinned}
-    new_pkgs = {k: str(v) for k, v in b.packages.items() if k not in pinned}
+    old_pkgs = {k: str(v) for k, v in {**a.provided, **a.packages}.items() if k not in pinned}  # provided: the base image holds it
+    new_pkgs = {k: str(v) for k, v in {**b.provided, **b.packages}.items() if k not in pinned}
     out.locked = _package_changes(old_pkgs, new_pkgs)
+    # What `kit lock` read from the model's own files (commit, weight bytes, layers, KV heads, ...).
+    for key in sorted(set(a.model) | set(b.model)):
+        if a.model.get(key) != b.model.get(key) and key != "note":
+            out.settings.append(ValueChange(f"lock model {key.removeprefix('facts.')}", a.model.get(key), b.model.get(key)))
     if a.text != b.text and not out.locked and not out.packages:
         out.notes.append("lockfile text changed, but no package version moved (hashes or header)")
         out.files.append(out.path.removesuffix(".toml") + ".lock")

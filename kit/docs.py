@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,7 @@ def profile_markdown() -> str:
     ]
 
     def table(model: type[BaseModel], title: str) -> None:
-        out.extend([f"## {title}", "", (model.__doc__ or "").strip(), "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"])
+        out.extend([f"## {title}", "", inspect.cleandoc(model.__doc__ or ""), "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"])
         for name, info in model.model_fields.items():
             key = info.alias or name
             desc = (info.description or _section_doc(info)).replace("|", "\\|")

@@ -14,11 +14,13 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 # Every pattern is matched with fullmatch: `$` would let a trailing newline through.
 _APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _HF_REVISION = re.compile(r"[0-9a-f]{40}")
+# A branch or tag name (`kit lock` resolves it to a commit): git ref characters, no "..", no leading or trailing "/".
+_HF_REF = re.compile(r"(?!.*\.\.)(?!/)[A-Za-z0-9._/-]{1,200}(?<!/)")
 _PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # Limits Modal states or enforces (modal 1.6.4); tests/test_hostile.py cites each one too.
 MODAL_MAX_TIMEOUT_S = 86_400  # https://modal.com/docs/guide/timeouts: "between 1 second and 24 hours"
@@ -89,26 +91,51 @@ class App(Section):
 
 
 class Architecture(Section):
-    """Architecture numbers for a model kit's catalog does not know, so memory fit can still be checked."""
+    """A model's facts stated by hand, for a private model or one `kit lock` cannot read: the numbers of its config.json and safetensors index.
 
-    num_hidden_layers: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0)
-    num_key_value_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
-    max_position_embeddings: int = Field(gt=0)
+    Without this table, `kit lock` reads the model's config.json (the text config of a multimodal model),
+    its safetensors index or file sizes, tokenizer_config.json and hf_quant_config.json through
+    huggingface_hub (HF_ENDPOINT, HF_HUB_OFFLINE, HF_HOME and HF_TOKEN apply as they do for vLLM),
+    resolves model.revision to a commit, and records the files' sha256 and what it derives from them
+    in the lock's `# kit-model:` lines; `kit check` reads them from there, offline. With this table,
+    `kit lock` does not read the model at all and `kit check` uses these numbers. Example, a private
+    Llama-3.1-8B fine-tune: `num_hidden_layers = 32`, `num_attention_heads = 32`,
+    `num_key_value_heads = 8`, `head_dim = 128`, `max_position_embeddings = 131072`,
+    `weight_bytes = 16060522496`, `architecture = "LlamaForCausalLM"`.
+    """
+
+    num_hidden_layers: int = Field(gt=0, description="config.json `num_hidden_layers`.")
+    num_attention_heads: int = Field(gt=0, description="config.json `num_attention_heads`.")
+    num_key_value_heads: int = Field(gt=0, description="config.json `num_key_value_heads` (the attention heads when absent).")
+    head_dim: int = Field(gt=0, description="config.json `head_dim`, or hidden_size / num_attention_heads.")
+    max_position_embeddings: int = Field(gt=0, description="The longest context the model accepts (with its rope scaling).")
     weight_bytes: int = Field(gt=0, description="Total bytes of the checkpoint's weights (safetensors total_size).")
+    architecture: str | None = Field(None, description="The config's `architectures[0]`, e.g. `LlamaForCausalLM`: checked against the engine's model registry.")
+    torch_dtype: str = Field("bfloat16", description="The checkpoint's dtype (config `torch_dtype`).")
+    quantization: str | None = Field(None, description="The checkpoint's `quantization_config.quant_method` (e.g. `fp8`, `awq`).")
+    kv_lora_rank: int | None = Field(None, gt=0, description="MLA models (DeepSeek-V2/V3): the KV latent size; the KV cache holds kv_lora_rank + qk_rope_head_dim per token and layer.")
+    qk_rope_head_dim: int | None = Field(None, gt=0, description="MLA models: the rope part of the key kept beside the latent.")
+    attention_layers: int | None = Field(None, gt=0, description="Hybrid models: the layers with attention (the others are state-space or linear and keep no per-token KV).")
+    sliding_window: int | None = Field(None, gt=0, description="Tokens a sliding-window layer keeps.")
+    sliding_window_layers: int | None = Field(None, ge=0, description="How many of the attention layers use the sliding window.")
 
 
 class Model(Section):
     """The model to serve."""
 
     id: str = Field(description="Hugging Face repository id, e.g. `Qwen/Qwen2.5-Coder-7B-Instruct`.")
-    revision: str | None = Field(None, description="Hugging Face commit (40 hex characters) the deployment pins.")
+    revision: str | None = Field(
+        None,
+        description="Hugging Face commit (40 hex characters), branch or tag; default `main`. `kit lock` resolves a branch or tag "
+        "to its commit and records both; the rendered app pins the commit.",
+    )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="Activation and weight dtype.")
     max_model_len: int | None = Field(None, gt=0, description="Maximum context length (prompt + output) in tokens; default: the model's own.")
     quantization: str | None = Field(None, description="Quantization method passed to the engine (e.g. `fp8`, `awq`); default: the checkpoint's own.")
     hf_secret: str | None = Field(None, description="Name of a Modal secret holding `HF_TOKEN`, for gated models.")
-    architecture: Architecture | None = Field(None, description="Architecture numbers, for a model kit's catalog does not know.")
+    architecture: Architecture | None = Field(
+        None, description="The model's facts by hand, for a model `kit lock` cannot read from the Hub (see below); otherwise they come from its config.json."
+    )
 
     @field_validator("id")
     @classmethod
@@ -120,8 +147,8 @@ class Model(Section):
     @field_validator("revision")
     @classmethod
     def _revision(cls, v: str | None) -> str | None:
-        if v is not None and not _HF_REVISION.fullmatch(v):
-            raise ValueError("must be a full 40-character Hugging Face commit hash (a branch name can move)")
+        if v is not None and not (_HF_REVISION.fullmatch(v) or _HF_REF.fullmatch(v)):
+            raise ValueError("must be a 40-character commit hash, or a branch or tag name that `kit lock` resolves to one")
         return v
 
 
@@ -133,14 +160,54 @@ class Gpu(Section):
 
 
 class Image(Section):
-    """The container image."""
+    """The container image.
+
+    What kit knows of each base image (OS release, glibc, Python, CUDA and nvcc, libnuma, compilers, and
+    for an official engine image the packages inside) is in `kit/data/images.toml`, each row with its
+    source. The lock's platform tag follows the image's glibc. For an image no row matches, `kit check`
+    reports once, at info severity (`image-unknown`), what it could not check; the lock then assumes glibc 2.28
+    and says so in its header.
+
+    **The engine from the image.** With `engine = "from-image"` and an official engine image as `base`
+    (`lmsysorg/sglang:v0.5.5`, `vllm/vllm-openai:v0.9.1`), `[packages]` lists only what the profile adds on
+    top; the engine needs no pin. `kit lock` resolves the additions together with the engine as the
+    image holds it, with the image's recorded packages as constraints, and writes only the additions to
+    the lock (the image's packages follow as `# provided:` lines, which `kit check` reads). The rendered
+    app uses `modal.Image.from_registry(base)` with the image's own Python and installs the additions only.
+
+    **Source distributions.** When a package has no wheel for the image's Python and platform, `kit lock`
+    (with `sdists = "when-no-wheel"`, the default) reads its sdist from the index and locks it with its
+    hash: one with no C, C++, CUDA, Cython, Rust or Fortran sources is pure Python and reported as info
+    (`lock-sdist-pure-python`); one that compiles code needs compilers in the image, and `kit check` says
+    which (`lock-sdist-needs-compiler`, `lock-sdist-compilers-unknown`). The packages of
+    `kit/data/sdists.toml` keep the classification written there. `sdists = "none"` takes wheels only.
+    """
 
     base: str = Field(description="A CUDA registry image (e.g. `nvidia/cuda:12.4.1-devel-ubuntu22.04`) or `debian_slim`.")
-    python: str = Field("3.11", description="Python version of the image, `3.X`.")
+    python: str = Field("3.11", description="Python version of the image, `3.X`; with `engine = \"from-image\"`, unset means the image's own Python.")
     index_url: str | None = Field(None, description="Replacement for the default package index.")
     extra_index_urls: list[str] = Field(default_factory=list, description="Additional package indexes.")
     env: dict[str, str] = Field(default_factory=dict, description="Environment variables set in the image.")
     apt_packages: list[str] = Field(default_factory=list, description="Debian packages installed in the image.")
+    # -- what the image holds (issue 12): the engine from the base image, Modal's builder version, sdists --
+    engine: Literal["from-image"] | None = Field(
+        None,
+        description="`from-image`: the engine comes installed in `base` (an official `lmsysorg/sglang:vX` or `vllm/vllm-openai:vX` "
+        "image, see `kit/data/images.toml`); kit locks and installs only what `[packages]` adds on top, with the image's "
+        "packages as constraints, and never reinstalls the engine.",
+    )
+    builder_version: Literal["2023.12", "2024.04", "2024.10", "2025.06", "2026.10", "PREVIEW"] | None = Field(
+        None,
+        description="Modal image builder version of the workspace (Modal settings); it decides `debian_slim`'s Debian release "
+        "and so its glibc (2023.12 bullseye, 2024.04-2025.06 bookworm, 2026.10 trixie). Unset: bookworm is assumed. "
+        "When set, the rendered app sets `MODAL_IMAGE_BUILDER_VERSION` to it, so Modal builds with the version kit checked.",
+    )
+    sdists: Literal["when-no-wheel", "none"] = Field(
+        "when-no-wheel",
+        description="Source distributions (sdists): `when-no-wheel` (default) lets the lock take a package's sdist when the "
+        "index has no wheel for it, locked with its hash; kit reads the sdist, and `kit check` reports a pure-Python one as "
+        "info and says which compilers the image needs for one that compiles code. `none`: wheels only.",
+    )
 
     @field_validator("python")
     @classmethod
@@ -271,6 +338,9 @@ def _version(v: str) -> str:
 PackageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 # Checked per value, so an error names packages.<name> and with it the file that set that key.
 PackageVersion = Annotated[str, AfterValidator(_version)]
+# `[packages]` keys may name extras: `sglang[all]`, `fastapi[standard]` (issue 12).
+PackageKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9][A-Za-z0-9._-]*(,[A-Za-z0-9][A-Za-z0-9._-]*)*\])?$")]
+_EXTRAS = re.compile(r"^([^\[]+)\[([^\]]*)\]$")
 
 
 class Profile(BaseModel):
@@ -285,7 +355,9 @@ class Profile(BaseModel):
     model: Model
     gpu: Gpu
     image: Image
-    packages: dict[PackageName, PackageVersion] = Field(description="Exact versions, e.g. `vllm = \"0.9.2\"`.")
+    packages: dict[PackageKey, PackageVersion] = Field(
+        description="Exact versions, e.g. `vllm = \"0.9.2\"`; a key may name extras, e.g. `\"fastapi[standard]\" = \"0.115.0\"`."
+    )
     engine: Engine
     structured_output: StructuredOutput = Field(default_factory=StructuredOutput)
     serving: Serving = Field(default_factory=Serving)
@@ -324,12 +396,46 @@ class Profile(BaseModel):
             raise ValueError(f"smoke.max_tokens ({smoke.max_tokens}) is larger than model.max_model_len ({m.max_model_len}): the engine rejects such a request")
         return self
 
+    # -- extras and the engine from the image (issue 12) ---------------------------------------------
+    _extras: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _split_extras(self) -> Profile:
+        """`sglang[all] = "0.5.5"` -> packages["sglang"] = "0.5.5" and extras["sglang"] = ("all",)."""
+        plain: dict[str, str] = {}
+        extras: dict[str, tuple[str, ...]] = {}
+        for key, version in self.packages.items():
+            m = _EXTRAS.match(key)
+            name = canonicalize_name(m.group(1)) if m else key
+            if name in plain:
+                raise ValueError(f"packages: {name!r} is listed twice (once with extras); write it once, e.g. \"{name}[extra]\"")
+            plain[name] = version
+            if m:
+                extras[name] = tuple(sorted({canonicalize_name(e) for e in m.group(2).split(",")}))
+        self.packages = plain
+        self._extras = extras
+        return self
+
+    @property
+    def extras(self) -> dict[str, tuple[str, ...]]:
+        """Extras named in `[packages]` keys: canonical package name -> extras."""
+        return dict(self._extras)
+
+    @property
+    def engine_from_image(self) -> bool:
+        return self.image.engine == "from-image"
+
     @property
     def tensor_parallel_size(self) -> int:
         return self.engine.tensor_parallel_size or self.gpu.count
 
     def version(self, package: str) -> Version | None:
-        raw = self.packages.get(canonicalize_name(package))
+        name = canonicalize_name(package)
+        raw = self.packages.get(name)
+        if raw is None and self.engine_from_image:  # the version the base image holds (kit/data/images.toml)
+            from kit.image_facts import image_facts
+
+            raw = image_facts(self.image.base, self.image.builder_version).packages.get(name)
         return Version(raw) if raw else None
 
 

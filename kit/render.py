@@ -145,7 +145,8 @@ def template_version() -> str:
 
 
 def api_for(loaded: LoadedProfile) -> dict[str, Any]:
-    """The `[[api]]` row for the profile's engine and pinned version (non-deprecated rows first)."""
+    """The structured-output API for the profile's engine and pinned version: derived from the release's
+    source where the knowledge store has it (kit.engine_api), else the `[[api]]` row (non-deprecated first)."""
     from kit.rules import api_table
 
     p = loaded.profile
@@ -159,7 +160,10 @@ def api_for(loaded: LoadedProfile) -> dict[str, Any]:
             key=f"packages.{package}",
             fix=f'pin it, e.g. {package} = "<version>" (kit check reports engine-not-pinned)',
         )
-    rows = [r for r in api_table() if r.get("engine") == engine and SpecifierSet(r["versions"]).contains(version, prereleases=True)]
+    from kit.engine_api import derived_api_row
+
+    derived = derived_api_row(engine, str(version))
+    rows = [derived] if derived is not None else [r for r in api_table() if r.get("engine") == engine and SpecifierSet(r["versions"]).contains(version, prereleases=True)]
     current = [r for r in rows if not r.get("deprecated", False)] or rows
     if not current:
         covered = ", ".join(r["versions"] for r in api_table() if r.get("engine") == engine) or "none"
@@ -290,6 +294,13 @@ def requirements(loaded: LoadedProfile) -> Requirements:
 # -- the context the templates see ---------------------------------------------------------------
 
 
+def model_revision(loaded: LoadedProfile) -> str | None:
+    """The commit `kit lock` resolved model.revision to (a branch or tag can move), else model.revision."""
+    from kit import lockfile
+
+    return lockfile.model_commit(loaded) or loaded.profile.model.revision
+
+
 def _engine_kwargs(loaded: LoadedProfile, api: dict[str, Any], attention: dict[str, Any] | None) -> dict[str, Any]:
     """Keyword arguments of the engine constructor: vllm.LLM(**kw) or sglang.Engine(**kw).
 
@@ -300,11 +311,12 @@ def _engine_kwargs(loaded: LoadedProfile, api: dict[str, Any], attention: dict[s
     m, e = p.model, p.engine
     so = structured_output_choice(loaded)
     backend = so.backend
+    revision = model_revision(loaded)
     if p.engine.name == "vllm":
         kw: dict[str, Any] = {"model": m.id}
-        if m.revision:
-            kw["revision"] = m.revision
-            kw["tokenizer_revision"] = m.revision
+        if revision:
+            kw["revision"] = revision
+            kw["tokenizer_revision"] = revision
         kw["dtype"] = m.dtype
         if m.max_model_len:
             kw["max_model_len"] = m.max_model_len
@@ -317,8 +329,8 @@ def _engine_kwargs(loaded: LoadedProfile, api: dict[str, Any], attention: dict[s
             kw["kv_cache_dtype"] = e.kv_cache_dtype
     else:
         kw = {"model_path": m.id}
-        if m.revision:
-            kw["revision"] = m.revision
+        if revision:
+            kw["revision"] = revision
         kw["dtype"] = m.dtype
         if m.max_model_len:
             kw["context_length"] = m.max_model_len
@@ -393,10 +405,19 @@ def _image(loaded: LoadedProfile, reqs: Requirements, attention: dict[str, Any] 
     env = dict(img.env)
     if attention is not None and attention["via"] == "env":  # image.env, when it names the variable too, wins
         env.setdefault(attention["env"], loaded.profile.engine.attention_backend)
+    from kit.image_facts import image_facts
+
+    facts = image_facts(img.base, img.builder_version)
     return {
         "slim": img.base == "debian_slim",
         "base": img.base,
         "python": img.python,
+        # The engine from the image: no add_python (its own Python runs), nothing installed when nothing is added.
+        "from_image": loaded.profile.engine_from_image,
+        "builder_version": img.builder_version,
+        "link_python": loaded.profile.engine_from_image and facts.python_on_path is False,
+        "clear_entrypoint": loaded.profile.engine_from_image and bool(facts.entrypoint),
+        "install": any(line.strip() and not line.lstrip().startswith(("#", "-")) for line in reqs.text.splitlines()),
         "apt": list(img.apt_packages),
         "env": env,
         "index_url": img.index_url,
@@ -408,11 +429,11 @@ def _image(loaded: LoadedProfile, reqs: Requirements, attention: dict[str, Any] 
 
 def _max_len(loaded: LoadedProfile) -> int | None:
     """The context length the engine runs with: a request's max_tokens cannot exceed it."""
-    from kit.catalog import find_model
+    from kit.memory import model_facts
 
     p = loaded.profile
-    arch = p.model.architecture or find_model(p.model.id)
-    return p.model.max_model_len or (arch.max_position_embeddings if arch else None)
+    view, _ = model_facts(loaded)
+    return p.model.max_model_len or (view.facts.max_position_embeddings if view else None)
 
 
 def _context(loaded: LoadedProfile, api: dict[str, Any], attention: dict[str, Any] | None, reqs: Requirements, has_schema: bool) -> dict[str, Any]:
@@ -430,14 +451,14 @@ def _context(loaded: LoadedProfile, api: dict[str, Any], attention: dict[str, An
         "app_name": p.app.name,
         "profile_name": p.name,
         "model_id": p.model.id,
-        "revision": p.model.revision,
+        "revision": model_revision(loaded),
         "hf_secret": p.model.hf_secret,
         "gpu": _gpu(loaded),
         "image": _image(loaded, reqs, attention),
         "volumes": _volumes(loaded),
         "engine_kwargs": kwargs,
         "server_command": _server_command(loaded, kwargs),
-        "pinned": dict(sorted(p.packages.items())),
+        "pinned": dict(sorted({**p.packages, engine_pkg: str(p.version(engine_pkg))}.items())) if p.engine_from_image else dict(sorted(p.packages.items())),
         "engine_package": engine_pkg,
         "max_tokens_limit": _max_len(loaded),
         "max_tokens_default": p.smoke.max_tokens if p.smoke else 512,

@@ -93,3 +93,7 @@ def _no_kit_env(monkeypatch: pytest.MonkeyPatch) -> None:
         if key.startswith("KIT_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("KIT_STATE_DIR", NO_STATE)
+    # `kit lock` reads model facts from the Hub: tests never reach huggingface.co (tests/test_hub.py
+    # runs a local Hub and sets these itself).
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(Path(os.devnull) / "kit-hf-home"))

@@ -273,3 +273,38 @@ def test_lowercase_gpu_accepted_with_a_note(tree):
     root, p = _variant(tree, **{'type = "A10G"': 'type = "a10g"'})
     r = run_kit("check", p, cwd=root)
     assert r.code == 0 and "gpu.type 'a10g' is read as A10G" in r.out
+
+
+@pytest.mark.network
+def test_lock_on_a_terminal_shows_uv_and_still_explains_a_failure(tmp_path: Path):
+    """On a terminal uv's stderr goes through a pseudo-terminal (its progress shows); kit still reads it."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    (tmp_path / ".git").mkdir()
+    prof = tmp_path / "profiles"
+    prof.mkdir()
+    shutil.copytree(PROFILES / "schemas", prof / "schemas")
+    (prof / "p.toml").write_text((PROFILES / "qwen25-a10g.toml").read_text().replace('xgrammar = "0.1.19"', 'xgrammar = "0.1.25"'))
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIT_")}
+    env.update(KIT_STATE_DIR=str(tmp_path / "state"), NO_COLOR="1", TERM="xterm")
+    proc = subprocess.Popen([sys.executable, "-m", "kit", "lock", "profiles/p.toml"], cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=300) == 1
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "No solution found" in screen  # uv's own words reached the terminal
+    assert "these pins cannot all be installed together" in screen and "xgrammar==0.1.25" in screen  # and kit explained them
+    assert not (prof / "p.lock").exists()

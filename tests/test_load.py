@@ -90,7 +90,7 @@ BAD_INPUTS = {
     "missing schema file": ({"profiles/p.toml": BASE_PROFILE + '\n[structured_output]\nschema = "missing.json"\n'}, r"schema file profiles/missing\.json does not exist"),
     "empty file": ({"profiles/p.toml": "\n  \n"}, r"profiles/p\.toml: the file is empty"),
     "missing required section": ({"profiles/p.toml": 'name = "x"\n'}, r"app: required key is missing"),
-    "bad revision": ({"profiles/p.toml": BASE_PROFILE.replace('dtype = "bfloat16"', 'revision = "main"')}, r"model\.revision: must be a full 40-character"),
+    "bad revision": ({"profiles/p.toml": BASE_PROFILE.replace('dtype = "bfloat16"', 'revision = "main branch"')}, r"model\.revision: must be a 40-character commit hash, or a branch or tag name"),
     "unknown allow rule": ({"profiles/p.toml": BASE_PROFILE + '\n[[allow]]\nrule = "gpu-memory-kvcache"\nreason = "x"\n'}, r"names rule 'gpu-memory-kvcache', which does not exist.*did you mean 'gpu-memory-kv-cache'"),
 }
 

@@ -63,14 +63,14 @@ def test_committed_lock_holds_the_pins_and_a_complete_header(profile):
         assert lock.packages[name] == Version(version), name
     for key in ("format", "profile-hash", "python", "platform", "index-urls", "uv-version", "requirements", "build-from-source"):
         assert key in lock.header, key
-    assert lock.header["python"] == loaded.profile.image.python
+    assert lock.header["python"] == lockfile.resolution_inputs(loaded).python  # the image's own with the engine from it
     assert lock.header["platform"].startswith("x86_64-manylinux_2_")
     body = lockfile.requirements_for_image(loaded)
     assert body is not None and not body.startswith("#") and "--hash=sha256:" in body
     assert "kit-lock" not in body and "--index-url" not in body
     # every package line carries hashes: the image installs with --require-hashes
     for line in body.splitlines():
-        if line and not line.startswith(" "):
+        if line and not line.startswith((" ", "#")):  # `# provided:` lines name what the base image holds
             assert line.endswith("\\"), line
 
 
@@ -229,21 +229,36 @@ def test_unsatisfiable_explanation_names_the_conflicting_pins(tree):
     assert "could not be reached" in net.message and "Connection refused" in net.message
 
 
-def test_sdists_are_allowed_only_for_listed_packages_pinned_exactly(tree):
+def test_sdists_listed_packages_pinned_exactly_others_classified_unless_forbidden(tree, monkeypatch):
+    from kit import sdist
+
     root = tree({"profiles/p.toml": V011.replace('vllm = "0.11.0"', 'vllm = "0.9.2"\nflashinfer-python = "0.2.6.post1"\nxformers = "0.0.1"')})
     loaded = load(root / "profiles/p.toml")
     inputs = lockfile.resolution_inputs(loaded)
     pins = dict(loaded.profile.packages)
     assert inputs.sdist_allowed == ("flashinfer-python",)
+    # The index is replaced here by a classifier that reports what it was asked (the real one reads the sdist: test_sdist.py).
+    asked = []
+    monkeypatch.setattr(sdist, "classify", lambda n, v, i=None: asked.append((n, v)) or sdist.SdistKind(n, v, f"{n}-{v}.tar.gz", "0" * 64, ()))
 
     def stderr(name, version):
         return f"  cause: Because {name}=={version} has no usable wheels and you require {name}=={version}, we can conclude ..."
 
-    assert resolve._sdists_to_allow(stderr("flashinfer-python", "0.2.6.post1"), inputs, pins, set()) == {"flashinfer-python"}
-    assert resolve._sdists_to_allow(stderr("flashinfer-python", "0.2.5"), inputs, pins, set()) == set()  # not the pinned version
-    assert resolve._sdists_to_allow(stderr("xformers", "0.0.1"), inputs, pins, set()) == set()  # not listed
+    kinds: dict[str, str] = {}
+    assert resolve._sdists_to_allow(stderr("flashinfer-python", "0.2.6.post1"), inputs, pins, set(), kinds) == {"flashinfer-python"}
+    assert resolve._sdists_to_allow(stderr("flashinfer-python", "0.2.5"), inputs, pins, set(), kinds) == set()  # listed: only as pinned
+    assert resolve._sdists_to_allow(stderr("xformers", "0.0.1"), inputs, pins, set(), kinds) == {"xformers"}
+    assert asked == [("xformers", "0.0.1")] and kinds == {"xformers": "pure-python"}
+    err = resolve.explain_failure("error: No solution found when resolving dependencies\n" + stderr("flashinfer-python", "0.2.5"), loaded, inputs)
+    assert 'pin flashinfer-python = "0.2.5"' in err.message
+
+    forbid = tree({"profiles/q.toml": V011.replace('vllm = "0.11.0"', 'vllm = "0.9.2"\nxformers = "0.0.1"').replace("[image]", '[image]\nsdists = "none"')})
+    loaded = load(forbid / "profiles/q.toml")
+    inputs = lockfile.resolution_inputs(loaded)
+    assert resolve._sdists_to_allow(stderr("xformers", "0.0.1"), inputs, dict(loaded.profile.packages), set(), {}) == set()
     err = resolve.explain_failure("error: No solution found when resolving dependencies\n" + stderr("xformers", "0.0.1"), loaded, inputs)
     assert "xformers==0.0.1 has no wheel for Python 3.11 on x86_64-manylinux_2_35" in err.message
+    assert 'image.sdists = "none" forbids' in err.message and "remove image.sdists" in err.message
 
 
 def test_failed_resolve_writes_nothing(tree, monkeypatch):

@@ -277,9 +277,9 @@ def test_api_follows_the_table(vllm, params_class, kwarg, backend_arg, tmp_path)
 
 def test_version_without_api_row_is_refused(tmp_path):
     with pytest.raises(RenderError) as err:
-        render(variant(tmp_path, packages={"vllm": "0.7.3"}))
+        render(variant(tmp_path, packages={"vllm": "0.5.4"}))  # before GuidedDecodingParams (0.6.3): nothing derivable
     assert err.value.exit_code == EXIT_FINDINGS
-    assert "no structured-output API data for vllm 0.7.3" in err.value.message
+    assert "no structured-output API data for vllm 0.5.4" in err.value.message
 
 
 # -- the attention backend setting comes from the [[attention]] table ------------------------------

@@ -89,7 +89,7 @@ class Engine:
     """vLLM's async engine in-process (AsyncLLMEngine, the version pinned in PINNED; kit/data/async_engine.toml):
     every request is added to the running batch as it arrives (continuous batching), so concurrent inputs
     of this container share the GPU's decode steps. Structured output: SamplingParams(guided_decoding=GuidedDecodingParams(json=schema)),
-    the API of vllm >=0.8.4,<0.11.0 (kit/data/rules/structured_output.toml)."""
+    the API of vllm ==0.9.2 (kit/data/rules/structured_output.toml)."""
 
     def __init__(self):
         import itertools
