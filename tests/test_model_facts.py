@@ -126,7 +126,7 @@ def locked(tree, text: str, model_id: str):
     record = ModelRecord(id=model_id, revision=loaded.profile.model.revision or "main", commit=m["commit"], facts=facts(model_id), files={"config.json": "0" * 64})
     inputs = lockfile.resolution_inputs(loaded)
     body = "".join(f"{n}=={v} \\\n    --hash=sha256:{'0' * 64}\n" for n, v in sorted(loaded.profile.packages.items()))
-    lockfile.lock_path(loaded).write_text(resolve.render(loaded, inputs, body, ["https://index.invalid/simple"], [], record.lock_lines()), encoding="utf-8")
+    lockfile.lock_path(loaded).write_text(resolve.render(loaded, inputs, body, ["https://index.invalid/simple"], [], model_lines=record.lock_lines()), encoding="utf-8")
     return load(root / "profiles/p.toml")
 
 
