@@ -24,7 +24,17 @@ def _cache_dir() -> Path:
     return Path(base) / "data"
 
 
+_parsed: dict[str, dict[str, Any]] = {}
+
+
 def data_file(name: str) -> dict[str, Any]:
+    """Parse one TOML file from kit/data, once per process (see _data_file); callers must not modify it."""
+    if name not in _parsed:
+        _parsed[name] = _data_file(name)
+    return _parsed[name]
+
+
+def _data_file(name: str) -> dict[str, Any]:
     """Parse one TOML file from kit/data (e.g. "gpus.toml", "rules/versions.toml").
 
     tomllib is pure Python and `kit check` reads about 150 KB of data on every run, so the parsed

@@ -212,6 +212,8 @@ def parse_text(text: str, path: Path) -> Lock:
     model: dict[str, str] = {}
     current: str | None = None
     for n, line in enumerate(text.splitlines(), 1):
+        if line.startswith("    --hash="):  # most of a lockfile's lines: nothing to read in them
+            continue
         if line.startswith(PROVIDED):
             m = _PIN.match(line[len(PROVIDED) :])
             if m:

@@ -504,3 +504,17 @@ def test_releases_without_sdist_are_unknown_not_guessed():
     assert [v for v in ("0.3.2", "0.4.0", "0.4.0.post1", "0.15.0", "0.15.1") if engines.release_status("vllm", v) == "no-sdist"] == ["0.3.2", "0.4.0", "0.4.0.post1", "0.15.0", "0.15.1"]
     assert engines.release_status("sglang", "0.5.11") == "no-sdist" and engines.engine_facts("sglang", "0.5.11") is None
     assert engines.engine_facts("vllm", "0.2.1").facts and "yanked" in json.loads((engines.STORE / "vllm.json").read_text())["releases"][1]
+
+
+def test_a_release_asked_for_twice_is_read_from_the_row_cache(tmp_path, monkeypatch):
+    """engine_facts keeps each decoded release under KIT_CACHE_DIR (keyed by the store's sha256): same facts."""
+    from kit.knowledge import engines
+
+    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path))
+    first = engines.engine_facts("vllm", "0.9.2")
+    assert engines.engine_facts("vllm", "0.0.99") is None  # not a release: remembered as such
+    [cached] = list((tmp_path / "engines").glob("vllm-*-0.9.2.json"))
+    monkeypatch.setattr(engines, "_by_version", lambda engine: pytest.fail("decoded the whole store again"))
+    second = engines.engine_facts("vllm", "0.9.2")
+    assert second == first and cached.stat().st_size > 0
+    assert engines.engine_facts("vllm", "0.0.99") is None

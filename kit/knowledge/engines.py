@@ -80,7 +80,51 @@ def engine_facts(engine: str, version: str) -> EngineFacts | None:
         return None
     if v.is_devrelease or v.is_prerelease:
         return None
-    return _by_version(engine).get(Version(v.public))
+    public = Version(v.public)
+    cached = _cached_row(engine, public)
+    if cached is not None:  # a release asked for before: its row alone, not the whole store decoded
+        return _facts(engine, cached) if cached else None
+    facts = _by_version(engine).get(public)
+    _remember_row(engine, public, _rows(engine).get(public) or {})
+    return facts
+
+
+def _row_cache(engine: str, version: Version) -> Path | None:
+    """Where one release's decoded row is cached: under kit's cache dir, keyed by the store file's sha256."""
+    import hashlib
+    import os
+
+    path = STORE / f"{engine}.json"
+    try:
+        key = hashlib.sha256(path.read_bytes()).hexdigest()[:24]
+    except OSError:
+        return None
+    base = os.environ.get("KIT_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kit")
+    return Path(base) / "engines" / f"{engine}-{key}-{version}.json"
+
+
+def _cached_row(engine: str, version: Version) -> dict | None:
+    path = _row_cache(engine, version)
+    try:
+        return json.loads(path.read_bytes()) if path is not None else None
+    except (OSError, ValueError):
+        return None
+
+
+def _remember_row(engine: str, version: Version, row: dict) -> None:
+    """Decoding the delta store walks every release before this one (~20 ms): keep the result."""
+    import os
+
+    path = _row_cache(engine, version)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(row), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: decode every time
 
 
 def release_status(engine: str, version: str) -> str | None:
