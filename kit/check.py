@@ -15,6 +15,7 @@ from typing import Any
 
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -127,12 +128,14 @@ def facts_for(loaded: LoadedProfile, closure: Closure | None = None) -> Facts:
         image_nvcc=img.nvcc,  # None (unknown): neither `image_nvcc = true` nor `= false` holds
         image_slim=img.slim,
         image_glibc=img.glibc,
+        image_known=img.known,
         apt=frozenset(p.image.apt_packages) | ({"libnuma1"} if img.libnuma else set()),
         env=dict(p.image.env),
         gpu_cc=gpu.compute_capability if gpu else None,
         serving_mode=p.serving.mode,
         uses_fields=frozenset(used),
         python=Version(_python(p, img)),
+        extra_index=bool(p.image.extra_index_urls),
         placeholders={"gpu": gpu.name if gpu else p.gpu.type, "image": p.image.base, "python": p.image.python, "model": p.model.id},
     )
 
@@ -224,6 +227,9 @@ class _Computed:
     def run(self) -> list[Finding]:
         self.engine_package()
         image_findings(self.loaded, self.closure, self.emit)
+        from kit import release_rules
+
+        release_rules.run(self)
         self.attention_backend()
         self.structured_output_backend()
         self.pins_against_metadata()
@@ -263,16 +269,19 @@ class _Computed:
             covered = ", ".join(r["versions"] for r in attention_table() if r["engine"] == engine) or "none"
             self.emit("attention-backend-unverified", package=pkg, version=version, covered=covered)
             return
+        from kit import release_facts
+
+        derived = release_facts.attention_names(engine, version)
         recorded = attention_backends().get(pkg)
-        if recorded is None:  # kit records backend names for vLLM only
-            return
-        entry = recorded.get(str(version))
+        entry = derived or (recorded or {}).get(str(version))
         if entry is None:
-            self.emit("attention-backend-names-unrecorded", package=pkg, version=version, backend=name, recorded=", ".join(sorted(recorded, key=Version)))
+            if recorded is not None:  # kit records backend names for vLLM only
+                self.emit("attention-backend-names-unrecorded", package=pkg, version=version, backend=name, recorded=", ".join(sorted(recorded, key=Version)))
             return
         if (name if row["case_sensitive"] else name.upper()) not in entry["names"]:
+            raises = release_facts.unknown_attention_raises(engine, version)
             self.emit(
-                "attention-backend-unknown",
+                "attention-backend-unknown" if (row["unknown_fails"] if raises is None else raises) else "attention-backend-unknown-ignored",
                 package=pkg,
                 version=version,
                 backend=name,

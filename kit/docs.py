@@ -168,6 +168,32 @@ def profile_markdown() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+SEVERITY_CONTRACT = [
+    "## Severity contract",
+    "",
+    "A severity is a promise about the stack, and every rule below keeps it:",
+    "",
+    "- **error**: given this profile (and its lockfile, when the lock is fresh) the stack *will* fail: it does",
+    "  not install, does not import, does not start, or silently does something other than what the profile",
+    "  asks. `kit check` exits 1 and `kit deploy` refuses.",
+    "- **warning**: a real risk the user should act on: the failure is documented for this combination, but",
+    "  depends on something the profile does not say (how requests are sent, which weights a checkpoint has).",
+    "- **info**: context. Nothing to fix for the stack to work.",
+    "",
+    "What kit does *not* know is never a warning: \"unknown model\", \"not verified by kit\", \"API unverified for",
+    "this release\" and \"not recorded\" findings are info. Without a fresh lockfile, facts about packages the",
+    "profile does not pin are resolved from the releases' own metadata (the knowledge store) or reported once as",
+    "unchecked (info), never guessed: an exact pin in a release's Requires-Dist (vllm 0.9.1 requires",
+    "torch==2.7.0) is as certain as the profile's own pin; the newest release every requirement allows is what a",
+    "resolve picks today, so a failure it leads to is raised as a warning, not an error. An image kit does not",
+    "describe (kit/data/images.toml) has unknown contents: no rule about what an image lacks fires on it.",
+    "`kit check --strict` turns warnings into failures.",
+    "",
+    "The contract is measured on a corpus of real stacks (tests/cases/, `python benchmarks/bench_corpus.py`):",
+    "no working stack may get an error; the figures are in docs/knowledge.md.",
+]
+
+
 def rules_markdown() -> str:
     from kit.rules import all_rules
 
@@ -180,6 +206,8 @@ def rules_markdown() -> str:
         "Every rule `kit check` applies: what it catches, why, the fix, and the source of the fact.",
         "Suppress one finding in a profile with `[[allow]] rule = \"<id>\" reason = \"...\"`.",
         f"{len(rules)} rules. Placeholders in braces are filled with the profile's own values.",
+        "",
+        *SEVERITY_CONTRACT,
         "",
     ]
     current = None

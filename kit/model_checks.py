@@ -167,24 +167,40 @@ class ModelChecks:
         if quant != "fp8":
             self._quantization_from_release(quant, (m.quant_detail if m else "") or quant)
             return
+        self._fp8()
+
+    def _fp8(self) -> None:
+        """FP8 weights against the GPU: the least capability is per engine and per release, read from the
+        release's own Fp8Config.get_min_capability (kit.release_facts: the engine store, else sdist rows)."""
+        from kit import release_facts
+
+        m = self.model
+        engine = self.p.engine.name
+        pkg = "vllm" if engine == "vllm" else "sglang"
+        version = self.p.version(pkg)
+        if version is None:  # unpinned: engine-not-pinned says so
+            return
         caps = catalog.capabilities()
         native = Version(str(caps["fp8_w8a8"]["min_compute_capability"]))
-        marlin = Version(str(caps["fp8_marlin_weight_only"]["min_compute_capability"]))
-        if self.p.engine.name == "vllm":  # the pinned release's own Fp8Config.get_min_capability, when recorded
-            recorded = (getattr(engine_release("vllm", self.p.version("vllm")), "quant_min_capability", None) or {}).get("fp8")
-            if recorded is not None:
-                marlin = Version(f"{int(recorded) // 10}.{int(recorded) % 10}")
-        block = caps["fp8_block_marlin"]
         cc = self.gpu.compute_capability
+        floor = release_facts.fp8_min_capability(engine, version)
+        if floor is not None and cc < floor.value:  # checked first: vLLM 0.4.1's floor (9.0) is above native FP8
+            self.emit("gpu-fp8-unsupported", cc=str(cc), min_cc=str(floor.value), package=pkg, version=str(version), fact=floor.source)
+            return
         if cc >= native:
             return
-        if cc < marlin:
-            self.emit("gpu-fp8-unsupported", cc=str(cc), min_cc=str(marlin))
+        if floor is None:
+            self.emit("gpu-fp8-unverified", package=pkg, version=str(version), cc=str(cc))
             return
-        vllm = self.c.facts.packages.get("vllm")
-        min_vllm = Version(str(block["min_vllm"]))
-        is_block = bool(m and m.fp8_block)
-        if self.p.engine.name == "vllm" and is_block and vllm is not None and vllm < min_vllm:
+        # Between the release's floor and native FP8: weight-only paths, which block-wise and MoE FP8 lack
+        # (SGLang has none for them; vLLM's Marlin gained both in fp8_block_marlin.min_vllm).
+        block_or_moe = bool(m and (m.fp8_block or getattr(m, "num_experts", 0)))
+        if engine == "sglang":
+            if block_or_moe:
+                self.emit("gpu-fp8-sglang-no-marlin", cc=str(cc), native_cc=str(native))
+            return
+        min_vllm = Version(str(caps["fp8_block_marlin"]["min_vllm"]))
+        if block_or_moe and version < min_vllm:
             self.emit("gpu-fp8-marlin-too-old", cc=str(cc), min_vllm=str(min_vllm))
         else:
             self.emit("gpu-fp8-weight-only", cc=str(cc), native_cc=str(native))

@@ -165,7 +165,7 @@ class Image(Section):
     What kit knows of each base image (OS release, glibc, Python, CUDA and nvcc, libnuma, compilers, and
     for an official engine image the packages inside) is in `kit/data/images.toml`, each row with its
     source. The lock's platform tag follows the image's glibc. For an image no row matches, `kit check`
-    gives one warning (`image-unknown`) naming what it could not check; the lock then assumes glibc 2.28
+    reports once, at info severity (`image-unknown`), what it could not check; the lock then assumes glibc 2.28
     and says so in its header.
 
     **The engine from the image.** With `engine = "from-image"` and an official engine image as `base`

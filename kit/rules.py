@@ -33,6 +33,8 @@ CONDITIONS = {
     "serving_mode",
     "uses_field",
     "python",
+    "extra_index",
+    "engine_fact",
 }
 
 
@@ -62,12 +64,14 @@ class Facts:
     image_nvcc: bool = False
     image_slim: bool = False
     image_glibc: Version | None = None
+    image_known: bool = True  # False: kit/data/images.toml does not describe the base image
     apt: frozenset[str] = frozenset()
     env: dict[str, str] = field(default_factory=dict)
     gpu_cc: Version | None = None
     serving_mode: str = "class"
     uses_fields: frozenset[str] = frozenset()
     python: Version | None = None
+    extra_index: bool = False  # the profile names extra package indexes (a variant build may come from one)
     placeholders: dict[str, str] = field(default_factory=dict)
 
 
@@ -146,7 +150,7 @@ def attention_table() -> list[dict[str, Any]]:
         if row.get("via") not in ATTENTION_VIA:
             raise DataError(f"{where}: via must be one of {ATTENTION_VIA}", fix="this is a bug in kit's data")
         needed = (("env",) if row["via"] == "env" else ("engine_arg", "cli_flag")) + ("on_unknown", "sources")
-        missing = [k for k in needed if not row.get(k)] + ([] if isinstance(row.get("case_sensitive"), bool) else ["case_sensitive"])
+        missing = [k for k in needed if not row.get(k)] + [k for k in ("case_sensitive", "unknown_fails") if not isinstance(row.get(k), bool)]
         if missing:
             raise DataError(f"{where} lacks {', '.join(missing)}", fix="this is a bug in kit's data")
         try:
@@ -229,6 +233,9 @@ def matches(rule: Rule, facts: Facts) -> bool:
             return False
     if "engine" in w and w["engine"] != facts.engine:
         return False
+    # An image kit does not describe has unknown contents: no condition on them holds.
+    if ("image_nvcc" in w or "image_slim" in w or "apt_missing" in w) and not facts.image_known:
+        return False
     if "image_nvcc" in w and bool(w["image_nvcc"]) != facts.image_nvcc:
         return False
     if "image_slim" in w and bool(w["image_slim"]) != facts.image_slim:
@@ -249,7 +256,33 @@ def matches(rule: Rule, facts: Facts) -> bool:
         return False
     if "python" in w and (facts.python is None or not SpecifierSet(w["python"]).contains(facts.python)):
         return False
+    if "extra_index" in w and bool(w["extra_index"]) != facts.extra_index:
+        return False
+    if "engine_fact" in w and not engine_fact_holds(w["engine_fact"], facts):
+        return False
     return True
+
+
+ENGINE_PACKAGES = {"vllm": "vllm", "sglang": "sglang"}
+
+
+def engine_fact_holds(path: str, facts: Facts) -> bool:
+    """A fact the engine store derived from the pinned release's source (kit/knowledge/engines.py), by
+    dotted path (`structured_output.request_backend_rejected_with_auto`); an unrecorded release: does not hold."""
+    pkg = ENGINE_PACKAGES.get(facts.engine or "")
+    version = facts.packages.get(pkg) if pkg else None
+    if version is None:
+        return False
+    try:
+        from kit.knowledge.engines import engine_facts
+    except ImportError:
+        return False
+    value: Any = engine_facts(facts.engine, str(version))
+    for part in path.split("."):
+        if value is None:
+            return False
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+    return bool(value)
 
 
 class _Missing(dict):

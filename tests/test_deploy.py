@@ -305,7 +305,7 @@ def test_plan_shows_what_kit_diff_shows(fake, profile, history, capsys):
     assert "transformers           4.53.0 -> 4.54.0  upgrade, minor" in out
     assert 'gpu.type               "A10G" -> "L40S"' in out
     assert "A10G $1.10/h -> L40S $1.95/h (+$0.85/h, +77%)" in out and "per 1,000 requests     $0.31 -> $0.54 (+$0.24)" in out
-    assert "memory headroom        2.0 GiB -> 22.0 GiB (+20.0 GiB)" in out
+    assert "memory headroom        1.9 GiB -> 22.0 GiB (+20.1 GiB)" in out
     assert "+ error   vllm-transformers-aimv2: vLLM 0.9.0-0.9.2 crash at import" in out
     assert "cost now  $1.10/h per running container (A10G); idle floor $0.00/h (min_containers=0), up to $2.20/h at max_containers=2" in out
     assert "cost then $1.95/h per running container (L40S)" in out and "a deploy would stop here" in out
@@ -356,7 +356,7 @@ def test_plan_against_a_revision_this_kit_cannot_load(fake, profile, history, ca
     view.print_plan(plan, dry_run=True)
     out = capsys.readouterr().out
     assert "changes   unknown: r1's stored profile does not load in this kit" in out and "ready to deploy" in out
-    assert "per 1,000 requests: $0.31 at 1 s per request" in out and "memory    headroom 2.0 GiB" in out
+    assert "per 1,000 requests: $0.31 at 1 s per request" in out and "memory    headroom 1.9 GiB" in out
 
 
 # --- the CLI, in real subprocesses -------------------------------------------------------------
@@ -374,7 +374,7 @@ def test_dry_run_needs_no_modal_account(tmp_path, profile):
     assert code == 0, err
     assert "Plan: deploy profiles/qwen25-a10g.toml to Modal app ir-generator" in out
     assert "is fresh" in out and "$1.10/h per running container (A10G)" in out and "first deploy" in out
-    assert "per 1,000 requests: $0.31 at 1 s per request (assumed: smoke.latency_budget_s)" in out and "memory    headroom 2.0 GiB" in out
+    assert "per 1,000 requests: $0.31 at 1 s per request (assumed: smoke.latency_budget_s)" in out and "memory    headroom 1.9 GiB" in out
     assert "dry run: nothing was deployed or recorded; ready to deploy" in out
     assert not (tmp_path / "state").exists()  # a dry run writes nothing
 

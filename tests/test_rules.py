@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from kit.rules import all_rules, api_table, attention_table
 
 from .conftest import BASE_PROFILE
 
-SOURCE = re.compile(r"(https?://|pypi-metadata|package metadata|vllm|sglang|sgl-kernel|transformers|flashinfer|xgrammar|modal|kit design|kit/data|kit/knowledge|PEP \d+|NVIDIA|torch)", re.I)
+SOURCE = re.compile(r"(https?://|pypi-metadata|package metadata|vllm|sglang|sgl-kernel|transformers|flashinfer|xgrammar|modal|kit design|kit/data|kit/knowledge|knowledge store|sha256:|PEP \d+|NVIDIA|torch)", re.I)
 
 
 def test_every_rule_has_why_fix_and_a_source():
@@ -85,7 +86,6 @@ CASES = [
     # (what, profile text, rule that must fire)
     ("aimv2: vLLM 0.9.2 + transformers 4.54.0", _stack(vllm="0.9.2", transformers="4.54.0", xgrammar="0.1.19"), "vllm-transformers-aimv2"),
     ("transformers 5 on vLLM 0.11.0", _stack(vllm="0.11.0", transformers="5.0.0", xgrammar="0.1.25"), "vllm-transformers-v5-tokenizer"),
-    ("transformers unpinned on vLLM 0.11.0", _stack(vllm="0.11.0", xgrammar="0.1.25"), "vllm-transformers-unpinned"),
     (
         "guided_json on vLLM 0.12",
         _stack(vllm="0.12.0", transformers="4.57.1", xgrammar="0.1.27").replace('name = "vllm"', 'name = "vllm"\nargs = { guided_json = "{}" }'),
@@ -101,8 +101,7 @@ CASES = [
     ("VLLM_ATTENTION_BACKEND on vLLM 0.20", _attention(_stack(vllm="0.20.0", transformers="4.57.1"), env="FLASH_ATTN"), "vllm-attention-backend-env-ignored"),
     ("VLLM_ATTENTION_BACKEND on vLLM 0.13", _attention(_stack(vllm="0.13.0", transformers="4.57.1"), env="FLASH_ATTN"), "vllm-attention-backend-env-deprecated"),
     ("a backend vLLM 0.20 does not have", _attention(_stack(vllm="0.20.0", transformers="4.57.1"), backend="XFORMERS"), "attention-backend-unknown"),
-    ("a lower-case name on vLLM 0.9.2 (silently dropped)", _attention(BASE_PROFILE, backend="flash_attn"), "attention-backend-unknown"),
-    ("a backend name on an unrecorded vLLM", _attention(_stack(vllm="0.17.0", transformers="4.57.1"), backend="FLASH_ATTN"), "attention-backend-names-unrecorded"),
+    ("a lower-case name on vLLM 0.9.2 (silently dropped)", _attention(BASE_PROFILE, backend="flash_attn"), "attention-backend-unknown-ignored"),
     ("attention backend on a vLLM kit has no row for", _attention(_stack(vllm="0.7.3", transformers="4.48.0"), backend="FLASH_ATTN"), "attention-backend-unverified"),
 ]
 
@@ -112,6 +111,15 @@ def test_rule_fires(tree, what, text, rule):
     assert rule in _findings(tree, text)
 
 
+def test_a_backend_name_on_an_unrecorded_vllm(tree, monkeypatch):
+    # the engine store records every release the [[attention]] rows cover; without it (and outside
+    # kit/data/attention_backends.json) kit says the name went unchecked
+    from kit import release_facts
+
+    monkeypatch.setattr(release_facts, "attention_names", lambda engine, version: None)
+    assert "attention-backend-names-unrecorded" in _findings(tree, _attention(_stack(vllm="0.17.0", transformers="4.57.1"), backend="FLASH_ATTN"))
+
+
 def test_known_good_baseline_fires_no_error(tree):
     root = tree({"profiles/p.toml": BASE_PROFILE})
     report = check(load(root / "profiles/p.toml"))
@@ -119,7 +127,7 @@ def test_known_good_baseline_fires_no_error(tree):
 
 
 def test_attention_backend_names_per_release(tree):
-    attention_rules = {"attention-backend-unknown", "attention-backend-names-unrecorded", "attention-backend-unverified"}
+    attention_rules = {"attention-backend-unknown", "attention-backend-unknown-ignored", "attention-backend-names-unrecorded", "attention-backend-unverified"}
     # 0.20.0 upper-cases the name; 0.9.2 matches it exactly; ULTRAQUANT arrived after 0.20.0.
     assert not attention_rules & _findings(tree, _attention(_stack(vllm="0.20.0", transformers="4.57.1"), backend="flash_attn"))
     assert not attention_rules & _findings(tree, _attention(BASE_PROFILE, backend="XFORMERS"))
@@ -135,14 +143,15 @@ def test_aimv2_boundary_is_exact(tree):
     assert "vllm-transformers-aimv2" not in _findings(tree, _stack(vllm="0.10.0", transformers="4.54.0", xgrammar="0.1.21"))
 
 
-def test_sglang_profile_passes_with_its_unverified_warning():
+def test_sglang_profile_passes_and_unverified_is_only_context():
     from .conftest import PROFILES
 
     report = check(load(PROFILES / "qwen3-coder-30b-sglang.toml"))
-    assert not report.failed()
-    assert any(f.rule == "sglang-unverified-stack" and f.severity == "warning" for f in report.active())
+    assert not report.failed(strict=True)
+    assert any(f.rule == "sglang-unverified-stack" and f.severity == "info" for f in report.active())
 
 
+@pytest.mark.skipif(importlib.util.find_spec("kit.knowledge.query") is None, reason="needs the knowledge store (kit/knowledge)")
 def test_sglang_without_libnuma_on_a_slim_image(tree):
     from .conftest import PROFILES
 
