@@ -49,3 +49,20 @@ def test_an_old_release_renders_from_its_derived_api(tree, tmp_path):
     assert "'--guided-decoding-backend', 'outlines'" in (tmp_path / "out" / "app.py").read_text()
     older = run_kit("render", "profiles/p.toml", "-o", str(tmp_path / "o2"), cwd=tree({"profiles/p.toml": profile.replace('"0.6.3"', '"0.5.4"'), "profiles/schemas/s.json": {"type": "object"}}))
     assert older.code == 1 and "no structured-output API data for vllm 0.5.4" in older.err
+
+
+def test_every_release_the_unverified_rule_spares_can_render():
+    """vllm-structured-output-api-unverified stays silent only where render has an API row (derived or typed)."""
+    from packaging.version import Version
+
+    from kit.rules import rules_by_id
+
+    spared = [s for s in rules_by_id()["vllm-structured-output-api-unverified"].when["packages"]["vllm"]]
+    for version in releases("vllm"):
+        v = Version(version)
+        if any(SpecifierSet(s).contains(v) for s in spared):
+            continue
+        covered = derived_api_row("vllm", version) is not None or any(
+            r["engine"] == "vllm" and SpecifierSet(r["versions"]).contains(v, prereleases=True) for r in api_table()
+        )
+        assert covered, version

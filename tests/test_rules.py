@@ -97,7 +97,7 @@ CASES = [
         "flashinfer-jit-needs-nvcc",
     ),
     ("vLLM 0.20 wheels on Ubuntu 20.04", _stack(vllm="0.20.0", transformers="4.57.1").replace("12.4.1-devel-ubuntu22.04", "12.8.0-devel-ubuntu20.04"), "vllm-wheel-glibc-2.35"),
-    ("an old engine whose structured-output API is unverified", _stack(vllm="0.7.3", transformers="4.48.0"), "vllm-structured-output-api-unverified"),
+    ("an old engine whose structured-output API is unverified", _stack(vllm="0.5.4", transformers="4.44.0"), "vllm-structured-output-api-unverified"),
     ("VLLM_ATTENTION_BACKEND on vLLM 0.20", _attention(_stack(vllm="0.20.0", transformers="4.57.1"), env="FLASH_ATTN"), "vllm-attention-backend-env-ignored"),
     ("VLLM_ATTENTION_BACKEND on vLLM 0.13", _attention(_stack(vllm="0.13.0", transformers="4.57.1"), env="FLASH_ATTN"), "vllm-attention-backend-env-deprecated"),
     ("a backend vLLM 0.20 does not have", _attention(_stack(vllm="0.20.0", transformers="4.57.1"), backend="XFORMERS"), "attention-backend-unknown"),
