@@ -19,9 +19,24 @@ from kit.errors import DataError
 GIB = 1024**3
 
 
+def cache_root() -> Path:
+    """kit's cache of parsed and decoded data: KIT_CACHE_DIR, else $XDG_CACHE_HOME/kit or ~/.cache/kit."""
+    return Path(os.environ.get("KIT_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kit"))
+
+
+def write_cache(path: Path, text: str) -> None:
+    """Write a cache entry atomically; an unwritable cache only costs the work next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 def _cache_dir() -> Path:
-    base = os.environ.get("KIT_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kit")
-    return Path(base) / "data"
+    return cache_root() / "data"
 
 
 _parsed: dict[str, dict[str, Any]] = {}
@@ -55,13 +70,7 @@ def _data_file(name: str) -> dict[str, Any]:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise DataError(f"kit's data file data/{name} is broken: {exc}", fix="reinstall kit; this is a bug in kit") from None
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(doc), encoding="utf-8")
-        os.replace(tmp, cached)
-    except OSError:
-        pass  # a read-only home: parse every time
+    write_cache(cached, json.dumps(doc))  # a read-only home: parse every time
     return doc
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -312,17 +311,9 @@ class _Computed:
 
     def pins_against_metadata(self) -> None:
         """Each pin against the Requires-Dist and Requires-Python its fellow pins declare."""
-        env = default_environment()
-        env.update(
-            python_version=self.p.image.python,
-            python_full_version=f"{self.p.image.python}.0",
-            sys_platform="linux",
-            platform_system="Linux",
-            platform_machine="x86_64",
-            os_name="posix",
-            implementation_name="cpython",
-            platform_python_implementation="CPython",
-        )
+        from kit.release_facts import marker_env
+
+        env = marker_env(self.p.image.python)
         engine_pkg = ENGINE_PACKAGE[self.p.engine.name]
         for name, version in sorted(self.p.packages.items()):
             entry = knowledge.release(name, version)

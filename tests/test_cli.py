@@ -181,35 +181,38 @@ def test_schema_validates_children_as_partial_profiles(tmp_path: Path):
     assert any("'Z100' is not one of" in m for m in bad) and any("does not match" in m for m in bad) and any("bogus" in m for m in bad)
 
 
-def test_no_color_removes_all_styling_on_a_terminal(tmp_path: Path):
-    """Under a real pseudo-terminal kit styles its output; NO_COLOR removes every escape sequence."""
+def _on_a_terminal(args: list[str], tmp_path: Path, cwd: Path | None = None, **env_extra: str) -> tuple[int, str]:
+    """Run kit with a real pseudo-terminal as stdin, stdout and stderr: (exit code, what the terminal got)."""
     import os
     import pty
     import subprocess
     import sys
 
-    def under_tty(extra: dict[str, str]) -> str:
-        master, slave = pty.openpty()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KIT_") and k != "NO_COLOR"}
-        env.update({"KIT_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200", "TERM": "xterm-256color", **extra})
-        proc = subprocess.run([sys.executable, "-m", "kit", "check", str(PROFILES / "qwen25-a10g.toml")], stdin=slave, stdout=slave, stderr=slave, env=env, timeout=60)
-        os.close(slave)
-        chunks = []
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        os.close(master)
-        assert proc.returncode == 0
-        return b"".join(chunks).decode()
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIT_") and k != "NO_COLOR"}
+    env.update({"KIT_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200", "TERM": "xterm-256color", **env_extra})
+    proc = subprocess.Popen([sys.executable, "-m", "kit", *args], cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: every writer closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(timeout=300), b"".join(chunks).decode(errors="replace")
 
-    assert "\x1b[" in under_tty({})
-    plain = under_tty({"NO_COLOR": "1"})
-    assert "\x1b[" not in plain and "qwen25-a10g" in plain
+
+def test_no_color_removes_all_styling_on_a_terminal(tmp_path: Path):
+    """Under a real pseudo-terminal kit styles its output; NO_COLOR removes every escape sequence."""
+    args = ["check", str(PROFILES / "qwen25-a10g.toml")]
+    code, styled = _on_a_terminal(args, tmp_path)
+    assert code == 0 and "\x1b[" in styled
+    code, plain = _on_a_terminal(args, tmp_path, NO_COLOR="1")
+    assert code == 0 and "\x1b[" not in plain and "qwen25-a10g" in plain
 
 
 def test_docs_module_help_writes_nothing(tmp_path: Path):
@@ -278,33 +281,13 @@ def test_lowercase_gpu_accepted_with_a_note(tree):
 @pytest.mark.network
 def test_lock_on_a_terminal_shows_uv_and_still_explains_a_failure(tmp_path: Path):
     """On a terminal uv's stderr goes through a pseudo-terminal (its progress shows); kit still reads it."""
-    import os
-    import pty
-    import subprocess
-    import sys
-
     (tmp_path / ".git").mkdir()
     prof = tmp_path / "profiles"
     prof.mkdir()
     shutil.copytree(PROFILES / "schemas", prof / "schemas")
     (prof / "p.toml").write_text((PROFILES / "qwen25-a10g.toml").read_text().replace('xgrammar = "0.1.19"', 'xgrammar = "0.1.25"'))
-    master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIT_")}
-    env.update(KIT_STATE_DIR=str(tmp_path / "state"), NO_COLOR="1", TERM="xterm")
-    proc = subprocess.Popen([sys.executable, "-m", "kit", "lock", "profiles/p.toml"], cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave, env=env)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    assert proc.wait(timeout=300) == 1
-    screen = b"".join(chunks).decode(errors="replace")
+    code, screen = _on_a_terminal(["lock", "profiles/p.toml"], tmp_path, cwd=tmp_path, NO_COLOR="1")
+    assert code == 1
     assert "No solution found" in screen  # uv's own words reached the terminal
     assert "these pins cannot all be installed together" in screen and "xgrammar==0.1.25" in screen  # and kit explained them
     assert not (prof / "p.lock").exists()

@@ -92,15 +92,14 @@ def engine_facts(engine: str, version: str) -> EngineFacts | None:
 def _row_cache(engine: str, version: Version) -> Path | None:
     """Where one release's decoded row is cached: under kit's cache dir, keyed by the store file's sha256."""
     import hashlib
-    import os
 
-    path = STORE / f"{engine}.json"
+    from kit.catalog import cache_root
+
     try:
-        key = hashlib.sha256(path.read_bytes()).hexdigest()[:24]
+        key = hashlib.sha256((STORE / f"{engine}.json").read_bytes()).hexdigest()[:24]
     except OSError:
         return None
-    base = os.environ.get("KIT_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kit")
-    return Path(base) / "engines" / f"{engine}-{key}-{version}.json"
+    return cache_root() / "engines" / f"{engine}-{key}-{version}.json"
 
 
 def _cached_row(engine: str, version: Version) -> dict | None:
@@ -113,18 +112,11 @@ def _cached_row(engine: str, version: Version) -> dict | None:
 
 def _remember_row(engine: str, version: Version, row: dict) -> None:
     """Decoding the delta store walks every release before this one (~20 ms): keep the result."""
-    import os
+    from kit.catalog import write_cache
 
     path = _row_cache(engine, version)
-    if path is None:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(row), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only home: decode every time
+    if path is not None:
+        write_cache(path, json.dumps(row))
 
 
 def release_status(engine: str, version: str) -> str | None:
