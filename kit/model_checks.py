@@ -41,14 +41,9 @@ def engine_release(engine: str, version: Version | None) -> Any:
     source); None when kit has none for it."""
     if version is None:
         return None
-    try:
-        from kit.knowledge.engines import engine_facts  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    try:
-        return engine_facts(engine, str(version))
-    except Exception:  # noqa: BLE001 - a release the store cannot answer for: kit does not know
-        return None
+    from kit.knowledge.engines import engine_facts
+
+    return engine_facts(engine, str(version))  # None for a release the store has no source of
 
 
 def _source(release: Any, fact: str) -> str:

@@ -27,18 +27,14 @@ class Fact:
 
 
 def _engine_facts(engine: str, version: str) -> Any:
-    try:
-        from kit.knowledge.engines import engine_facts
-    except ImportError:  # a kit without the derived store
-        return None
+    from kit.knowledge.engines import engine_facts  # on first use: check pays only when a rule asks
+
     return engine_facts(engine, version)
 
 
 def _query() -> Any:
-    try:
-        from kit.knowledge import query
-    except ImportError:
-        return None
+    from kit.knowledge import query
+
     return query
 
 
@@ -61,24 +57,15 @@ def fp8_min_capability(engine: str, version: Version) -> Fact | None:
 
 
 def requires_dist(package: str, version: str) -> Fact | None:
-    """The Requires-Dist of a release: the knowledge store, else kit/data/metadata.json."""
-    q = _query()
-    rel = q.release(package, version) if q is not None else None
+    """The Requires-Dist of a release, from the knowledge store; None when kit has not recorded it."""
+    rel = _query().release(package, version)
     if rel is not None and rel.requires_dist is not None:
         return Fact(rel.requires_dist, rel.metadata_source or f"{package}=={version} (knowledge store)")
-    try:
-        from kit.check import recorded_metadata
-    except ImportError:  # the store replaced kit/data/metadata.json
-        return None
-    entry = recorded_metadata().get(f"{canonicalize_name(package)}=={version}")
-    if entry is not None:
-        return Fact(tuple(entry.get("requires_dist", ())), f"pypi-metadata: {package}=={version} (kit/data/metadata.json)")
     return None
 
 
 def releases(package: str) -> tuple[str, ...]:
-    q = _query()
-    return q.releases(package) if q is not None else ()
+    return _query().releases(package)
 
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -128,15 +115,8 @@ def requirements_on(package: str, version: str, other: str, env: dict[str, str],
 
 
 def requires_python(package: str, version: str) -> str | None:
-    q = _query()
-    rel = q.release(package, version) if q is not None else None
-    if rel is not None:
-        return rel.requires_python
-    try:
-        from kit.check import recorded_metadata
-    except ImportError:
-        return None
-    return (recorded_metadata().get(f"{canonicalize_name(package)}=={version}") or {}).get("requires_python")
+    rel = _query().release(package, version)
+    return rel.requires_python if rel is not None else None
 
 
 def exact_version(req: Requirement) -> str | None:
@@ -164,8 +144,6 @@ def newest_release(package: str, accepts: Any) -> str | None:
 
 def torch_archs(version: str) -> Fact | None:
     q = _query()
-    if q is None:
-        return None
     archs = q.torch_archs(version)
     if archs is None:
         return None
@@ -174,8 +152,6 @@ def torch_archs(version: str) -> Fact | None:
 
 def needed_libs(package: str, version: str) -> Fact | None:
     q = _query()
-    if q is None:
-        return None
     libs = q.needed_libs(package, version)
     if libs is None:
         return None
