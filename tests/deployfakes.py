@@ -22,6 +22,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from kit.target import ModalTarget
 
 HERE = Path(__file__).resolve().parent
@@ -192,3 +194,20 @@ def drop_file_override() -> None:
     for cap in (1, 2, 3):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
         if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+# Fixtures the deploy and state suites share (imported by those test modules).
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    f = FakeModal(tmp_path / "modal")
+    for k, v in f.env().items():
+        monkeypatch.setenv(k, v)
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def profile(tmp_path) -> Path:
+    return profile_tree(tmp_path / "repo")

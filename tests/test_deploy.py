@@ -25,21 +25,7 @@ from kit.deploylock import pid_alive
 from kit.errors import OperationError
 from kit.history import History
 from kit.load import load
-from tests.deployfakes import FakeModal, kit, make_target, profile_tree
-
-
-@pytest.fixture
-def fake(tmp_path, monkeypatch):
-    f = FakeModal(tmp_path / "modal")
-    for k, v in f.env().items():
-        monkeypatch.setenv(k, v)
-    yield f
-    f.close()
-
-
-@pytest.fixture
-def profile(tmp_path) -> Path:
-    return profile_tree(tmp_path / "repo")
+from tests.deployfakes import fake, kit, make_target, profile  # noqa: F401 (fake, profile: fixtures)
 
 
 @pytest.fixture

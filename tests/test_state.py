@@ -24,23 +24,9 @@ from kit.deploylock import pid_alive
 from kit.history import History, HistoryError
 from kit.load import load
 from kit.state import open_history, parse
-from tests.deployfakes import FakeModal, kit, make_target, profile_tree
+from tests.deployfakes import fake, kit, make_target, profile, profile_tree  # noqa: F401 (fake, profile: fixtures)
 from tests.statefixtures import require_postgres, with_schema
 from tests.test_history import deployed, revision
-
-
-@pytest.fixture
-def fake(tmp_path, monkeypatch):
-    f = FakeModal(tmp_path / "modal")
-    for k, v in f.env().items():
-        monkeypatch.setenv(k, v)
-    yield f
-    f.close()
-
-
-@pytest.fixture
-def profile(tmp_path) -> Path:
-    return profile_tree(tmp_path / "repo")
 
 
 def context(history: History) -> kd.Context:
