@@ -7,10 +7,8 @@ kit/data/rules/computed.toml. Nothing here imports jinja2, modal or httpx: check
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -81,14 +79,6 @@ class Report:
             "notes": self.notes,
             "overrides": self.overrides,
         }
-
-
-def image_facts(base: str, builder_version: str | None = None) -> dict[str, Any]:
-    """nvcc / slim / glibc / known of a base image (kit.image_facts has them all)."""
-    from kit.image_facts import image_facts as facts
-
-    f = facts(base, builder_version)
-    return {"nvcc": f.nvcc, "slim": f.slim, "glibc": f.glibc, "known": f.known}
 
 
 def _uses_fields(value: Any, out: set[str]) -> None:
@@ -323,8 +313,6 @@ class _Computed:
                 continue
             rp = entry.requires_python
             if rp:
-                from packaging.specifiers import SpecifierSet
-
                 if not SpecifierSet(rp).contains(Version(f"{self.p.image.python}.0")):
                     self.emit("pin-requires-python", keys=["image.python", f"packages.{name}"], package=name, version=version, requires_python=rp)
             for raw in entry.requires_dist:

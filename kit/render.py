@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import Version
 
 from kit import __version__
 from kit.errors import DataError, OperationError, UsageError
